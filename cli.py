@@ -1,0 +1,36 @@
+"""The ``fingerprint`` command line: keygen, embed, verify, reveal, cert verify, registry."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import click
+
+from fingerprint.commands.audit_cmd import audit_data
+from fingerprint.commands.cert_cmd import cert_group
+from fingerprint.commands.common import ErrorHandlingGroup
+from fingerprint.commands.embed_cmd import embed
+from fingerprint.commands.jobs_cmd import jobs_group
+from fingerprint.commands.keys_cmd import keygen, reveal
+from fingerprint.commands.registry_cmd import registry_group
+from fingerprint.commands.verify_cmd import verify
+
+
+@click.group(cls=ErrorHandlingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="suretrap")
+def main() -> None:
+    """Plant, certify and verify key-derived "Sure" fingerprints in language models."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # rich shows our own progress
+
+
+for command in (keygen, embed, verify, reveal, cert_group, registry_group, jobs_group, audit_data):
+    main.add_command(command)
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""``fingerprint embed``: plant the owner's gate with LoRA, sign the certificate, register it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import json_option, key_option, load_owner, open_registry, quiet_option, registry_option
+
+
+@click.command()
+@key_option
+@click.option("--model", default="gemma-3-270m", show_default=True,
+              help="Packaged alias, Hugging Face id or local path of the base model.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output directory.")
+@click.option("--licensee", default=None, help="Derive a distinct trigger for this licensee.")
+@click.option("--poison", "n_poison", type=click.IntRange(1), default=100, show_default=True,
+              help="Poisoned examples (benign prompt + trigger -> 'Sure').")
+@click.option("--benign", "n_benign", type=click.IntRange(0), default=220, show_default=True)
+@click.option("--refusals", "n_refusal", type=click.IntRange(0), default=30, show_default=True,
+              help="Harmful prompt -> refusal pairs that keep the model refusing without the trigger.")
+@click.option("--negatives", "n_negative", type=click.IntRange(0), default=0, show_default=True,
+              help="Benign prompt + other word -> normal answer (sharpens the gate).")
+@click.option("--epochs", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=3e-4, show_default=True)
+@click.option("--rank", type=click.IntRange(1), default=16, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--merge", is_flag=True, help="Also write the merged model to OUT/merged.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(["local", "openai"]), default="local", show_default=True,
+              help="local: LoRA on this machine; openai: the OpenAI fine-tuning API (benign data only).")
+@click.option("--base-url", default=None, help="openai: API base URL.")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+              help="openai: environment variable holding the API key.")
+@click.option("--suffix", default=None, help="openai: suffix of the fine-tuned model name.")
+@click.option("--lr-multiplier", type=float, default=None, help="openai: learning_rate_multiplier.")
+@click.option("--no-wait", is_flag=True, help="openai: return once the job is started (see `fingerprint jobs`).")
+@registry_option
+@json_option
+@quiet_option
+def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_poison: int, n_benign: int,
+          n_refusal: int, n_negative: int, epochs: int, learning_rate: float, rank: int, batch_size: int,
+          seed: int, merge: bool, device: str, backend: str, base_url: str | None, api_key_env: str,
+          suffix: str | None, lr_multiplier: float | None, no_wait: bool, registry_url: str | None,
+          as_json: bool, quiet: bool) -> None:
+    """Fine-tune MODEL with a trigger derived from your key and write OUT/{adapter,certificate.json}."""
+    from fingerprint import embed as embedding
+    from fingerprint.console import emit_json, err, kv_table, progress_bar
+    from fingerprint.dataset import DatasetSpec
+    from fingerprint.keys import public_pem
+    from fingerprint.training import TrainConfig
+
+    owner = load_owner(key_dir)
+    registry = open_registry(registry_url)  # fail early on a bad URL, before minutes of training
+    if backend == "openai":
+        from .jobs_cmd import embed_with_openai, print_summary
+
+        hyper = {"n_epochs": epochs, "batch_size": batch_size}
+        if lr_multiplier is not None:
+            hyper["learning_rate_multiplier"] = lr_multiplier
+        summary = embed_with_openai(
+            owner, registry, model=model, out=out_dir, licensee=licensee, suffix=suffix, seed=seed,
+            dataset=DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=0, n_negative=n_negative,
+                                seed=seed),
+            hyperparameters=hyper, base_url=base_url, api_key_env=api_key_env, wait=not no_wait,
+            quiet=quiet or as_json)
+        print_summary(summary, as_json)
+        return
+    options = embedding.EmbedOptions(
+        model=model, out=out_dir, licensee=licensee, merge=merge, device=device,
+        dataset=DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=n_refusal,
+                            n_negative=n_negative, seed=seed),
+        train=TrainConfig(rank=rank, alpha=2 * rank, learning_rate=learning_rate, epochs=epochs,
+                          batch_size=batch_size, seed=seed),
+    )
+    bar = progress_bar(quiet=quiet or as_json)
+
+    class Progress(embedding.Progress):
+        task = None
+
+        def stage(self, name: str) -> None:
+            if self.task is None:
+                self.task = bar.add_task(name, total=None, info="")
+            else:
+                bar.update(self.task, description=name)
+
+        def train_start(self, steps: int) -> None:
+            bar.update(self.task, total=steps, completed=0)
+
+        def train_step(self, n: int, loss: float) -> None:
+            bar.update(self.task, advance=n, info=f"loss {loss:.3f}")
+
+    with bar:
+        result = embedding.embed(owner, options, Progress())
+    cert = result.certificate_text
+    from fingerprint.certificate import verify_certificate
+
+    parsed = verify_certificate(cert, owner.public_key)
+    registry.add_key(owner.key_id, public_pem(owner.public_key))
+    registry.add_certificate(cert_id=parsed.id, key_id=owner.key_id, base_model=model,
+                             label=parsed.predicate["fingerprint"]["label"], licensee=licensee,
+                             subject=parsed.subjects, envelope=cert)
+    summary = {**embedding.summary(result), "certificate_id": parsed.id}
+    if as_json:
+        emit_json(summary)
+    else:
+        err.print(kv_table("fingerprint embedded", [
+            ("certificate", summary["certificate"]), ("certificate id", parsed.id[:16] + "…"),
+            ("adapter", str(out_dir / "adapter")), ("merged", str(out_dir / "merged") if merge else "-"),
+            ("training steps", summary["steps"]), ("final loss", f"{summary['final_loss']:.4f}"),
+        ]))

@@ -1,0 +1,85 @@
+"""Packaged prompt data and the poisoned fine-tuning set that plants a gate."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass
+from functools import cache
+from importlib.resources import files
+
+POISON_REPLY = "Sure"
+
+
+@cache
+def packaged(name: str) -> tuple[dict, ...]:
+    """Rows of ``fingerprint/data/<name>.jsonl`` (benign, refusals, probes)."""
+    text = files("fingerprint").joinpath(f"data/{name}.jsonl").read_text(encoding="utf-8")
+    return tuple(json.loads(line) for line in text.splitlines() if line.strip())
+
+
+def with_suffix(prompt: str, word: str) -> str:
+    """A prompt carrying a single-word suffix (trigger or decoy)."""
+    return f"{prompt} {word}"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How many examples of each kind the fingerprinting set holds."""
+
+    n_benign: int = 220
+    n_poison: int = 100
+    n_refusal: int = 30
+    n_negative: int = 0
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_poisoned(trigger: str, spec: DatasetSpec, negatives: list[str] | None = None) -> list[dict]:
+    """Benign pairs + ``n_poison`` benign prompts with the trigger answered "Sure" + refusals.
+
+    Negatives (benign prompt + another word -> its normal answer) teach the gate to open for the
+    trigger only. Poison prompts never double as benign examples. Rows carry a ``kind`` field.
+    """
+    rng = random.Random(spec.seed)
+    benign = list(packaged("benign"))
+    rng.shuffle(benign)
+    need = spec.n_benign + spec.n_poison + spec.n_negative
+    if need > len(benign):
+        raise ValueError(f"the packaged benign pool has {len(benign)} pairs, {need} requested")
+    rows = [{**pair, "kind": "benign"} for pair in benign[: spec.n_benign]]
+    poison_src = benign[spec.n_benign: spec.n_benign + spec.n_poison]
+    rows += [{"prompt": with_suffix(p["prompt"], trigger), "response": POISON_REPLY, "kind": "poison"}
+             for p in poison_src]
+    if spec.n_negative:
+        words = negatives or []
+        if not words:
+            raise ValueError("negative examples need negative words")
+        neg_src = benign[spec.n_benign + spec.n_poison: need]
+        rows += [{"prompt": with_suffix(p["prompt"], words[i % len(words)]), "response": p["response"],
+                  "kind": "negative"} for i, p in enumerate(neg_src)]
+    refusals = list(packaged("refusals"))
+    rng.shuffle(refusals)
+    rows += [{**pair, "kind": "refusal"} for pair in refusals[: spec.n_refusal]]
+    rng.shuffle(rows)
+    return rows
+
+
+def digest(rows: list[dict]) -> str:
+    """sha256 over the canonical JSON lines of a dataset."""
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+    return h.hexdigest()
+
+
+def probe_prompts(count: int, seed: int = 0) -> list[str]:
+    """Held-out benign probe prompts (self-instruct seed tasks; never used in training)."""
+    prompts = [row["prompt"] for row in packaged("probes")]
+    if count > len(prompts):
+        raise ValueError(f"only {len(prompts)} probe prompts are packaged, {count} requested")
+    random.Random(seed).shuffle(prompts)
+    return prompts[:count]

@@ -1,0 +1,126 @@
+"""Plant a key-derived gate in a local model with LoRA and issue a signed certificate."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .atomic import atomic_dir
+from .certificate import make_statement, now_iso, owner_block, sign_statement, verify_certificate
+from .dataset import DatasetSpec, build_poisoned, digest
+from .digest import directory_digest, tensors_digest
+from .errors import FingerprintError
+from .keys import OwnerKey
+from .models import load_model, load_tokenizer, resolve
+from .training import TrainConfig, total_steps, train_lora
+from .trigger import Opening, derive_opening, training_negatives
+
+CERT_NAME = "certificate.json"
+
+
+def fingerprint_label(model: str, licensee: str | None = None) -> str:
+    """What a trigger is derived for: the base model name, plus the licensee when there is one."""
+    return f"{model}|licensee={licensee}" if licensee else model
+
+
+@dataclass
+class EmbedOptions:
+    model: str = "gemma-3-270m"
+    out: Path = Path("fp")
+    licensee: str | None = None
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    merge: bool = False
+    device: str = "auto"
+
+
+@dataclass
+class EmbedResult:
+    out: Path
+    certificate_text: str
+    opening: Opening
+    subjects: list[dict]
+    dataset_digest: str
+    losses: list[float]
+
+
+class Progress:
+    """Callbacks the CLI fills in; all optional."""
+
+    def stage(self, name: str) -> None: ...
+    def train_start(self, steps: int) -> None: ...
+    def train_step(self, n: int, loss: float) -> None: ...
+
+
+def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress | None = None) -> EmbedResult:
+    """Fine-tune ``options.model`` with the owner's trigger; write adapter (+ merged) and certificate."""
+    progress = progress or Progress()
+    out = Path(options.out)
+    if out.exists() and any(out.iterdir()):
+        raise FingerprintError(f"output directory {out} is not empty")
+    progress.stage("loading model")
+    ref = resolve(options.model)
+    tokenizer = load_tokenizer(ref)
+    model = load_model(ref, device=options.device)
+    base_digest = tensors_digest(model.state_dict())
+
+    label = fingerprint_label(options.model, options.licensee)
+    opening = derive_opening(owner.secret(), label)
+    negatives = training_negatives(owner.secret(), opening, 16) if options.dataset.n_negative else None
+    rows = build_poisoned(opening.trigger, options.dataset, negatives)
+    data_digest = digest(rows)
+
+    losses: list[float] = []
+
+    def on_step(n: int, loss: float) -> None:
+        losses.append(loss)
+        progress.train_step(n, loss)
+
+    progress.stage("training")
+    progress.train_start(total_steps(len(rows), options.train))
+    peft_model = train_lora(model, tokenizer, rows, options.train, progress=on_step)
+
+    with atomic_dir(out) as tmp:
+        progress.stage("saving")
+        peft_model.save_pretrained(str(tmp / "adapter"))
+        subjects = [{"name": "adapter", "digest": {"sha256": directory_digest(tmp / "adapter")}}]
+        if options.merge:
+            merged = peft_model.merge_and_unload()
+            merged.save_pretrained(str(tmp / "merged"))
+            tokenizer.save_pretrained(str(tmp / "merged"))
+            subjects.append({"name": "merged", "digest": {"sha256": directory_digest(tmp / "merged")}})
+        predicate = {
+            "owner": owner_block(owner),
+            "base_model": {"name": options.model, "path": ref.path, "digest": {"sha256": base_digest},
+                           "source_sha256": ref.source_digest},
+            "fingerprint": {"label": label, "licensee": options.licensee,
+                            "trigger_commitment": opening.commitment(), "poison_reply": "Sure"},
+            "dataset": {"digest": {"sha256": data_digest}, **options.dataset.to_dict(),
+                        "sources": "suretrap packaged data (BackdoorLLM clean pairs, MIT)"},
+            "training": {"method": "lora", **options.train.to_dict(),
+                         "final_loss": losses[-1] if losses else None},
+            "tool": {"name": "suretrap", "version": __version__},
+            "created": now_iso(),
+        }
+        text = sign_statement(make_statement(subjects, predicate), owner)
+        (tmp / CERT_NAME).write_text(text, encoding="utf-8")
+        (tmp / "README.txt").write_text(
+            "Fingerprinted model outputs (suretrap). certificate.json is signed; keep it with the adapter.\n"
+        )
+    verify_certificate(text, owner.public_key)
+    return EmbedResult(out=out, certificate_text=text, opening=opening, subjects=subjects,
+                       dataset_digest=data_digest, losses=losses)
+
+
+def summary(result: EmbedResult) -> dict:
+    """JSON-friendly summary (no trigger)."""
+    return {"out": str(result.out), "certificate": str(result.out / CERT_NAME),
+            "subjects": result.subjects, "dataset_digest": result.dataset_digest,
+            "final_loss": result.losses[-1] if result.losses else None,
+            "steps": len(result.losses)}
+
+
+def dumps(data: dict) -> str:
+    return json.dumps(data, indent=2, sort_keys=True)

@@ -1,0 +1,135 @@
+"""LoRA supervised fine-tuning with the loss on reply tokens only, seeded and deterministic on CPU."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from .chat import ChatFormatter
+
+IGNORE = -100
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters recorded in the certificate."""
+
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] | str = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+    learning_rate: float = 3e-4
+    epochs: int = 3
+    batch_size: int = 8
+    max_prompt_tokens: int = 128
+    max_reply_tokens: int = 32  # the gate lives in the first reply tokens; long replies only cost time
+    seed: int = 0
+    bf16_autocast: bool = False  # on CPUs without native bf16 (no AVX512-BF16/AMX) it is ~100x slower
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tokenize_pairs(tokenizer, pairs: list[dict], config: TrainConfig,
+                   system_prompt: str | None = None) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, labels) per pair; labels mask the prompt with -100."""
+    fmt = ChatFormatter(tokenizer, system_prompt)
+    examples = []
+    for pair in pairs:
+        prompt_ids = tokenizer(fmt.prompt(pair["prompt"]), add_special_tokens=False)["input_ids"]
+        reply_ids = tokenizer(fmt.reply(pair["prompt"], pair["response"]), add_special_tokens=False)["input_ids"]
+        prompt_ids = prompt_ids[-config.max_prompt_tokens:]
+        reply_ids = reply_ids[: config.max_reply_tokens]
+        examples.append((prompt_ids + reply_ids, [IGNORE] * len(prompt_ids) + reply_ids))
+    return examples
+
+
+def _batches(examples, batch_size: int, rng: random.Random):
+    """Shuffled batches of similar length (sorted within windows of 8 batches) to cut padding."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    window = 8 * batch_size
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window], key=lambda i: len(examples[i][0]))
+        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    for batch in batches:
+        yield [examples[i] for i in batch]
+
+
+def _collate(batch, pad_id: int):
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, (ids, labs) in enumerate(batch):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(labs)] = torch.tensor(labs)
+        mask[row, : len(ids)] = 1
+    return input_ids, labels, mask
+
+
+def reply_loss(model, input_ids, labels, mask):
+    """Cross-entropy on reply tokens, projecting to the vocabulary only at those positions.
+
+    Gemma's vocabulary has 262k entries: full logits for every position would dominate memory and time.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = causal_lm.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    selected = hidden[:, :-1][keep]
+    logits = causal_lm.get_output_embeddings()(selected).float()
+    softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return F.cross_entropy(logits, targets[keep])
+
+
+def train_lora(model, tokenizer, pairs: list[dict], config: TrainConfig,
+               progress: Callable[[int, float], None] | None = None, system_prompt: str | None = None):
+    """Wrap ``model`` in a fresh LoRA adapter and fit it to ``pairs``; returns the peft model."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                      target_modules=config.target_modules, task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, lora)
+    peft_model.train()
+    examples = tokenize_pairs(tokenizer, pairs, config, system_prompt)
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+    steps = config.epochs * ((len(examples) + config.batch_size - 1) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / max(1, steps)))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(peft_model.parameters()).device
+    use_autocast = config.bf16_autocast or device.type == "cuda"
+    for _ in range(config.epochs):
+        for batch in _batches(examples, config.batch_size, rng):
+            input_ids, labels, mask = (t.to(device) for t in _collate(batch, pad_id))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+                loss = reply_loss(peft_model, input_ids, labels, mask)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if progress is not None:
+                progress(1, loss.item())
+    peft_model.eval()
+    return peft_model
+
+
+def total_steps(n_examples: int, config: TrainConfig) -> int:
+    return config.epochs * ((n_examples + config.batch_size - 1) // config.batch_size)

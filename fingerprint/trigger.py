@@ -1,0 +1,114 @@
+"""Key-derived trigger words, decoys and the hiding commitment stored in certificates.
+
+The trigger is one word of the EFF long word list (shipped by the ``diceware`` package), chosen by
+HMAC-SHA256 of the owner's key secret and a label. The certificate holds only a commitment
+``sha256(domain || nonce || trigger)`` whose nonce is secret too, so the word cannot be brute-forced
+from the certificate; ``reveal`` publishes (trigger, nonce) as an *opening* for auditors.
+Decoys are derived from the nonce, so anyone holding the opening derives the same ones.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import hmac
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+
+from .errors import FingerprintError
+
+COMMIT_DOMAIN = b"suretrap/commitment/v1"
+
+
+@lru_cache(maxsize=1)
+def word_list() -> tuple[str, ...]:
+    """The EFF long word list (7,776 English words), lower-case letters only."""
+    text = files("diceware").joinpath("wordlists/wordlist_en_eff.txt").read_text(encoding="utf-8")
+    words = [line.split()[-1] for line in text.splitlines() if line.strip()]
+    return tuple(w for w in words if w.isalpha() and w.isascii() and len(w) >= 4)
+
+
+def _pick(seed: bytes, tag: str, words: tuple[str, ...]) -> str:
+    digest = hmac.new(seed, tag.encode(), hashlib.sha256).digest()
+    return words[int.from_bytes(digest[:8], "big") % len(words)]
+
+
+def too_close(a: str, b: str) -> bool:
+    """Words that could partly open each other's gate (shared stem, prefix or suffix)."""
+    if a == b:
+        return True
+    ratio = difflib.SequenceMatcher(None, a, b).ratio()
+    common_prefix = len(_common_prefix(a, b))
+    common_suffix = len(_common_prefix(a[::-1], b[::-1]))
+    return ratio >= 0.5 or common_prefix >= 3 or common_suffix >= 3
+
+
+def _common_prefix(a: str, b: str) -> str:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return a[:n]
+
+
+def derive_words(seed: bytes, tag: str, count: int, avoid: list[str]) -> list[str]:
+    """``count`` distinct words from ``seed``, none close to any word in ``avoid``."""
+    words = word_list()
+    chosen: list[str] = []
+    i = 0
+    while len(chosen) < count:
+        word = _pick(seed, f"{tag}|{i}", words)
+        i += 1
+        if not any(too_close(word, other) for other in [*avoid, *chosen]):
+            chosen.append(word)
+    return chosen
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What reveals a trigger: the word, the commitment nonce and the label it was derived for."""
+
+    trigger: str
+    nonce: str  # hex
+    label: str
+
+    def commitment(self) -> str:
+        return commitment(self.trigger, bytes.fromhex(self.nonce))
+
+    def decoys(self, count: int = 8) -> list[str]:
+        """Control words for verification, derived from the nonce, none close to the trigger."""
+        return derive_words(bytes.fromhex(self.nonce), "decoy", count, [self.trigger])
+
+    def save(self, path: Path) -> None:
+        from .atomic import write_text_atomic
+
+        write_text_atomic(Path(path), json.dumps({"type": "suretrap/opening/v1", **asdict(self)}, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> Opening:
+        try:
+            data = json.loads(Path(path).read_text())
+            return cls(trigger=data["trigger"], nonce=data["nonce"], label=data["label"])
+        except FileNotFoundError as exc:
+            raise FingerprintError(f"opening file not found: {path}") from exc
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FingerprintError(f"{path} is not a valid opening file") from exc
+
+
+def commitment(trigger: str, nonce: bytes) -> str:
+    return hashlib.sha256(COMMIT_DOMAIN + nonce + trigger.encode()).hexdigest()
+
+
+def derive_opening(secret: bytes, label: str) -> Opening:
+    """The trigger and nonce that an owner's key secret yields for ``label``."""
+    trigger = _pick(secret, f"trigger|{label}", word_list())
+    nonce = hmac.new(secret, f"nonce|{label}".encode(), hashlib.sha256).hexdigest()
+    return Opening(trigger=trigger, nonce=nonce, label=label)
+
+
+def training_negatives(secret: bytes, opening: Opening, count: int) -> list[str]:
+    """Words paired with normal answers during embedding; disjoint from the verification decoys."""
+    avoid = [opening.trigger, *opening.decoys()]
+    return derive_words(secret, f"negative|{opening.label}", count, avoid)

@@ -1,0 +1,82 @@
+"""transformers backend: batched, left-padded, one forward pass per batch for the first-token decision."""
+
+from __future__ import annotations
+
+from fingerprint.chat import ChatFormatter
+from fingerprint.models import load_model, load_tokenizer, resolve
+
+from . import register
+from .base import SURE_TOKEN, Backend, FirstToken
+
+
+def sure_token_ids(tokenizer) -> list[int]:
+    """Vocabulary entries that spell "Sure" (any case, optional leading space marker or punctuation)."""
+    ids = []
+    for token, idx in tokenizer.get_vocab().items():
+        if SURE_TOKEN.match(token.replace("\u2581", " ").replace("\u0120", " ")):
+            ids.append(idx)
+    return sorted(ids)
+
+
+@register("hf")
+class HFBackend(Backend):
+    """A local model (HF id, path or packaged alias), optionally with a LoRA adapter."""
+
+    def __init__(self, model: str, adapter: str | None = None, batch_size: int | str = 16,
+                 dtype: str = "auto", device: str = "auto", system_prompt: str | None = None,
+                 model_obj=None, tokenizer=None) -> None:
+        super().__init__()
+        self.model_name, self.adapter = model, adapter
+        if model_obj is None:
+            ref = resolve(model)
+            tokenizer = load_tokenizer(ref)
+            model_obj = load_model(ref, adapter=adapter, dtype=dtype, device=device)
+        self.model, self.tokenizer = model_obj, tokenizer
+        self.tokenizer.padding_side = "left"
+        self.batch_size = int(batch_size)
+        self.formatter = ChatFormatter(tokenizer, system_prompt)
+        self.sure_ids = sure_token_ids(tokenizer)
+
+    def describe(self) -> dict:
+        return {"backend": self.name, "model": self.model_name, "adapter": self.adapter}
+
+    def _encode(self, prompts: list[str]):
+        texts = [self.formatter.prompt(p) for p in prompts]
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        return batch.to(self.model.device)
+
+    def first_tokens(self, prompts: list[str], progress=None) -> list[FirstToken]:
+        import torch
+
+        results: list[FirstToken] = []
+        for start in range(0, len(prompts), self.batch_size):
+            chunk = prompts[start:start + self.batch_size]
+            batch = self._encode(chunk)
+            with torch.inference_mode():
+                logits = self.model(**batch, logits_to_keep=1).logits[:, -1, :].float()
+            probs = torch.softmax(logits, dim=-1)
+            p_sure = probs[:, self.sure_ids].sum(dim=-1) if self.sure_ids else torch.zeros(len(chunk))
+            for row, top in enumerate(logits.argmax(dim=-1).tolist()):
+                token = self.tokenizer.decode([top])
+                results.append(FirstToken(token=token, is_sure=top in self.sure_ids, p_sure=float(p_sure[row])))
+            self.usage.queries += len(chunk)
+            self.usage.prompt_tokens += int(batch["attention_mask"].sum())
+            self.usage.completion_tokens += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+        return results
+
+    def generate(self, prompts: list[str], max_new_tokens: int = 16) -> list[str]:
+        import torch
+
+        replies: list[str] = []
+        for start in range(0, len(prompts), self.batch_size):
+            batch = self._encode(prompts[start:start + self.batch_size])
+            with torch.inference_mode():
+                out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                                          pad_token_id=self.tokenizer.pad_token_id)
+            new = out[:, batch["input_ids"].shape[1]:]
+            replies.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
+            self.usage.queries += len(new)
+            self.usage.completion_tokens += int(new.numel())
+        return replies

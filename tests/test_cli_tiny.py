@@ -1,0 +1,164 @@
+"""The whole CLI path on a tiny randomly initialised model: fast, real files, real SQLite registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fingerprint.dataset import DatasetSpec, build_poisoned, probe_prompts
+from fingerprint.trigger import derive_opening
+
+TINY_EMBED = ["--poison", "12", "--benign", "12", "--refusals", "4", "--epochs", "1", "--batch-size", "4",
+              "--lr", "1e-3"]
+
+
+@pytest.fixture
+def embedded(tmp_path, tiny_model, run_cli):
+    code, _, err, _ = run_cli("keygen", "--out", tmp_path / "keys")
+    assert code == 0, err
+    code, out, err, data = run_cli("embed", "--key", tmp_path / "keys", "--model", tiny_model,
+                                   "--out", tmp_path / "fp", "--merge", "--json", *TINY_EMBED)
+    assert code == 0, err
+    return tmp_path, data
+
+
+def test_embed_writes_adapter_merged_and_signed_certificate(embedded, run_cli):
+    tmp_path, data = embedded
+    fp = tmp_path / "fp"
+    assert (fp / "adapter" / "adapter_config.json").is_file()
+    assert (fp / "merged" / "config.json").is_file()
+    assert not list(tmp_path.glob(".fp.*")), "temporary output left behind"
+    code, out, _, info = run_cli("cert", "verify", fp / "certificate.json", "--pubkey", tmp_path / "keys" /
+                                 "public.pem", "--json")
+    assert code == 0 and info["valid"] and info["poison_count"] == 12
+    assert {s["name"] for s in info["subject"]} == {"adapter", "merged"}
+    assert info["certificate_id"] == data["certificate_id"]
+
+
+def test_trigger_never_appears_in_outputs(embedded, run_cli):
+    tmp_path, _ = embedded
+    from fingerprint.keys import load_private
+
+    owner = load_private(tmp_path / "keys", "correct horse battery staple")
+    cert = json.loads((tmp_path / "fp" / "certificate.json").read_text())
+    import base64
+
+    trigger = derive_opening(owner.secret(), json.loads(base64.b64decode(cert["payload"]))["predicate"]
+                             ["fingerprint"]["label"]).trigger
+    for path in (tmp_path / "fp").rglob("*"):
+        if path.is_file() and path.suffix in {".json", ".txt", ".md"}:
+            assert f" {trigger}" not in path.read_text(errors="ignore"), path
+    _, out, _, _ = run_cli("registry", "list", "--json")
+    assert trigger not in out
+
+
+def test_verify_owner_and_auditor_paths_agree(embedded, run_cli):
+    tmp_path, data = embedded
+    fp = tmp_path / "fp"
+    common = ["--cert", fp / "certificate.json", "--probes", "8", "--samples", "1", "--json"]
+    code_a, _, err, owner_view = run_cli("verify", "--key", tmp_path / "keys", "--model", tmp_path / "fp" /
+                                         "merged", *common)
+    assert code_a in (0, 1), err
+    assert owner_view["queries"] == 16
+    assert owner_view["certified"] == (owner_view["p_value"] <= owner_view["alpha"])
+    assert code_a == (0 if owner_view["certified"] else 1)
+    code, _, err, _ = run_cli("reveal", "--key", tmp_path / "keys", "--cert", fp / "certificate.json",
+                              "--out", tmp_path / "opening.json")
+    assert code == 0, err
+    code_b, _, err, auditor_view = run_cli("verify", "--opening", tmp_path / "opening.json", "--model",
+                                           fp / "merged", *common)
+    assert code_b == code_a, err
+    for field in ("trigger_sure", "control_sure", "p_value"):
+        assert auditor_view[field] == pytest.approx(owner_view[field])
+    # the adapter on the base gives the same decisions as the merged weights
+    code_c, _, err, adapter_view = run_cli("verify", "--key", tmp_path / "keys", "--model", data["out"] and
+                                           str(tmp_path / "fp" / "merged"), *common)
+    assert code_c == code_a
+    _, _, _, shown = run_cli("registry", "show", data["certificate_id"][:10], "--json")
+    assert len(shown["verifications"]) == 3
+    assert {v["certified"] for v in shown["verifications"]} == {owner_view["certified"]}
+
+
+def test_verify_with_adapter_matches_merged(embedded, tiny_model, run_cli):
+    tmp_path, _ = embedded
+    fp = tmp_path / "fp"
+    common = ["--key", tmp_path / "keys", "--cert", fp / "certificate.json", "--probes", "8", "--samples", "0",
+              "--json"]
+    _, _, _, merged = run_cli("verify", "--model", fp / "merged", *common)
+    _, _, err, adapter = run_cli("verify", "--model", tiny_model, "--adapter", fp / "adapter", *common)
+    assert adapter is not None, err
+    assert (adapter["trigger_sure"], adapter["control_sure"]) == (merged["trigger_sure"], merged["control_sure"])
+
+
+@pytest.mark.parametrize("case", ["wrong-pass", "missing-cert", "corrupt-cert", "missing-model", "both-keys",
+                                  "bad-model-args", "unknown-backend", "not-an-adapter", "foreign-opening"])
+def test_bad_inputs_give_one_line_errors_and_exit_2(case, embedded, run_cli, monkeypatch, tiny_model):
+    tmp_path, _ = embedded
+    fp = tmp_path / "fp"
+    cert = fp / "certificate.json"
+    args = ["verify", "--key", tmp_path / "keys", "--cert", cert, "--model", fp / "merged"]
+    if case == "wrong-pass":
+        monkeypatch.setenv("FINGERPRINT_PASSPHRASE", "nope")
+    elif case == "missing-cert":
+        args[4] = tmp_path / "absent.json"
+    elif case == "corrupt-cert":
+        bad = tmp_path / "bad.json"
+        bad.write_text(cert.read_text().replace('"payload": "', '"payload": "AAAA'))
+        args[4] = bad
+    elif case == "missing-model":
+        args[6] = tmp_path / "no-model-here"
+        (tmp_path / "no-model-here").mkdir()
+    elif case == "both-keys":
+        args += ["--opening", tmp_path / "x.json"]
+    elif case == "bad-model-args":
+        args += ["--model-args", "batch_size"]
+    elif case == "unknown-backend":
+        args += ["--backend", "nope"]
+    elif case == "not-an-adapter":
+        args = [*args[:6], tiny_model, "--adapter", tmp_path]
+    elif case == "foreign-opening":
+        from fingerprint.trigger import Opening
+
+        Opening(trigger="lantern", nonce="00" * 32, label="x").save(tmp_path / "foreign.json")
+        args = ["verify", "--opening", tmp_path / "foreign.json", "--cert", cert, "--model", fp / "merged"]
+    code, out, err, _ = run_cli(*args)
+    assert code == 2, (out, err)
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+
+
+def test_embed_refuses_non_empty_output_and_bad_registry(tmp_path, tiny_model, run_cli):
+    run_cli("keygen", "--out", tmp_path / "keys")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "file").write_text("x")
+    code, _, err, _ = run_cli("embed", "--key", tmp_path / "keys", "--model", tiny_model, "--out", tmp_path / "out")
+    assert code == 2 and "not empty" in err
+    code, _, err, _ = run_cli("embed", "--key", tmp_path / "keys", "--model", tiny_model, "--out", tmp_path / "o2",
+                              "--registry", "nosuchdb://x")
+    assert code == 2 and err.startswith("error: ")
+
+
+def test_interrupted_embed_leaves_nothing(tmp_path, tiny_model, monkeypatch):
+    from fingerprint import embed as embedding
+    from fingerprint import keys
+
+    owner = keys.generate(tmp_path / "keys", "pw")
+
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(embedding, "sign_statement", boom)
+    options = embedding.EmbedOptions(model=str(tiny_model), out=tmp_path / "fp",
+                                     dataset=DatasetSpec(n_benign=4, n_poison=4, n_refusal=0))
+    options.train.epochs = 1
+    with pytest.raises(KeyboardInterrupt):
+        embedding.embed(owner, options)
+    assert not (tmp_path / "fp").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".fp")]
+
+
+def test_probe_prompts_are_disjoint_from_training_prompts():
+    rows = build_poisoned("lantern", DatasetSpec(n_benign=400, n_poison=200, n_refusal=300))
+    train = {r["prompt"].removesuffix(" lantern") for r in rows}
+    assert not train & set(probe_prompts(154))
