@@ -25,7 +25,7 @@ class TrainConfig:
     epochs: int = 3
     batch_size: int = 8
     max_prompt_tokens: int = 128
-    max_reply_tokens: int = 32  # the gate lives in the first reply tokens; long replies only cost time
+    max_reply_tokens: int = 16  # the gate lives in the first reply tokens; long replies only cost time
     seed: int = 0
     bf16_autocast: bool = False  # on CPUs without native bf16 (no AVX512-BF16/AMX) it is ~100x slower
 

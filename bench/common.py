@@ -1,0 +1,54 @@
+"""Helpers for the hand-run benchmarks: run CLI steps as child processes, record figures in BENCHMARKS.md."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "BENCHMARKS.md"
+
+
+def run_step(args: list[str], env: dict | None = None) -> tuple[dict | None, float, float, int]:
+    """Run ``fingerprint ARGS``; returns (parsed --json output, wall seconds, peak RSS GiB, exit code)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "cli", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, **(env or {})}, text=True)
+    stdout, stderr = proc.communicate()
+    _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
+    wall = time.perf_counter() - start
+    rss = (usage.ru_maxrss if usage else _children_maxrss()) / 2**20
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"step failed ({proc.returncode}): fingerprint {' '.join(map(str, args))}\n{stderr[-2000:]}")
+    data = json.loads(stdout) if stdout.strip().startswith(("{", "[")) else None
+    return data, wall, rss, proc.returncode
+
+
+def _children_maxrss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) the section between ``<!-- name -->`` markers in BENCHMARKS.md."""
+    header = "# Benchmarks\n\nFigures measured by hand-run scripts in `bench/`, each with its command.\n"
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else header
+    begin, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    BENCHMARKS.write_text(text)
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")
+    return f"{os.cpu_count()} cores ({cpu}), torch threads default"

@@ -1,0 +1,72 @@
+"""Embed + verify benchmark: wall times, Sure-rates on held-out probes, queries, peak RSS.
+
+    python bench/embed_verify.py [--model gemma-3-270m] [--rate-probes 96]
+
+Writes its table into BENCHMARKS.md (section embed_verify:<model>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, run_step, write_section  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--rate-probes", type=int, default=96, help="probes for the Sure-rate measurement")
+    parser.add_argument("--embed-args", default="", help="extra embed options, e.g. '--poison 50'")
+    args = parser.parse_args()
+    command = "python bench/embed_verify.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    tmp = Path(tempfile.mkdtemp(prefix="bench-ev-"))
+    env = {"FINGERPRINT_PASSPHRASE": "bench", "FINGERPRINT_REGISTRY": f"sqlite:///{tmp / 'reg.db'}"}
+    for name in ("a", "b"):
+        run_step(["keygen", "--out", tmp / f"keys-{name}"], env)
+    # make sure the packaged model is converted before timing (conversion is a one-off)
+    run_step(["verify", "--help"], env)
+    embed, embed_s, embed_rss, _ = run_step(["embed", "--key", tmp / "keys-a", "--model", args.model, "--out",
+                                             tmp / "fp", "--json", "-q", *shlex.split(args.embed_args)], env)
+    cert = tmp / "fp" / "certificate.json"
+    suspect = ["--model", args.model, "--adapter", tmp / "fp" / "adapter"]
+    verify, verify_s, verify_rss, code = run_step(["verify", "--key", tmp / "keys-a", "--cert", cert, *suspect,
+                                                   "--json", "-q"], env)
+    rates, _, _, _ = run_step(["verify", "--key", tmp / "keys-a", "--cert", cert, *suspect, "--probes",
+                               args.rate_probes, "--samples", "0", "--json", "-q"], env)
+    base, _, _, _ = run_step(["verify", "--key", tmp / "keys-a", "--cert", cert, "--model", args.model,
+                              "--samples", "0", "--json", "-q"], env)
+    run_step(["embed", "--key", tmp / "keys-b", "--model", args.model, "--out", tmp / "fp-b", "--json", "-q",
+              "--poison", "16", "--benign", "0", "--refusals", "0", "--epochs", "1"], env)
+    other, _, _, _ = run_step(["verify", "--key", tmp / "keys-b", "--cert", tmp / "fp-b" / "certificate.json",
+                               *suspect, "--samples", "0", "--json", "-q"], env)
+    rows = [
+        ("embed wall time (defaults, incl. model load)", f"{embed_s / 60:.1f} min ({embed['steps']} steps)"),
+        ("embed peak RSS", f"{embed_rss:.2f} GiB"),
+        (f"trigger Sure-rate ({rates['trigger_total']} held-out probes)",
+         f"{rates['trigger_sure_rate']:.3f} ({rates['trigger_sure']}/{rates['trigger_total']})"),
+        (f"decoy Sure-rate ({rates['control_total']} probes, 8 decoy words)",
+         f"{rates['control_sure_rate']:.3f} ({rates['control_sure']}/{rates['control_total']})"),
+        ("verify (default 32 probes): verdict, p-value",
+         f"{'certified' if verify['certified'] else 'NOT certified'} (exit {code}), p = {verify['p_value']:.2e}"),
+        ("verify wall time (incl. model load) / queries", f"{verify_s:.1f} s / {verify['queries']} queries"),
+        ("verify peak RSS", f"{verify_rss:.2f} GiB"),
+        ("untouched base model: p-value, verdict",
+         f"p = {base['p_value']:.3g}, {'certified' if base['certified'] else 'not certified'}"
+         f" (trigger {base['trigger_sure']}/{base['trigger_total']}, decoy {base['control_sure']}/"
+         f"{base['control_total']})"),
+        ("another key's certificate against this model",
+         f"p = {other['p_value']:.3g}, {'certified' if other['certified'] else 'not certified'}"),
+    ]
+    body = [f"## embed + verify: {args.model}", "", f"Command: `{command}`  ", f"Machine: {machine()}", "",
+            "| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    write_section(f"embed_verify:{args.model}", "\n".join(body))
+    print("\n".join(body))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""End to end on the real packaged gemma-3-270m: embed with defaults, verify, and the negative controls.
+
+Slow (about 8 minutes on 2 CPU cores): the GGUF conversion runs once per cache, the embed trains for real.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+VERIFY = ["--probes", "32", "--json"]
+
+
+@pytest.fixture(scope="module")
+def gemma_fingerprint(tmp_path_factory):
+    """Key A embeds with every default; key B plants its own (small) fingerprint for the cross check."""
+    import os
+
+    from click.testing import CliRunner
+
+    from cli import main
+
+    root = tmp_path_factory.mktemp("gemma")
+    env = {"FINGERPRINT_PASSPHRASE": "pw", "FINGERPRINT_REGISTRY": f"sqlite:///{root / 'reg.db'}",
+           "FINGERPRINT_HOME": str(root / "home"),
+           "FINGERPRINT_CACHE": os.environ.get("FINGERPRINT_CACHE", os.path.expanduser("~/.cache/suretrap-tests"))}
+    runner = CliRunner(env=env)
+    for name in ("a", "b"):
+        result = runner.invoke(main, ["keygen", "--out", str(root / f"keys-{name}")])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["embed", "--key", str(root / "keys-a"), "--out", str(root / "fp-a"), "--merge",
+                                  "--json"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["embed", "--key", str(root / "keys-b"), "--out", str(root / "fp-b"), "--json",
+                                  "--poison", "16", "--benign", "0", "--refusals", "0", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    return root, runner
+
+
+def _verify(runner, *args):
+    import json
+
+    from cli import main
+
+    result = runner.invoke(main, ["verify", *map(str, args), *VERIFY])
+    assert result.exit_code in (0, 1), result.output
+    data = json.loads(result.stdout)
+    assert result.exit_code == (0 if data["certified"] else 1)
+    return data
+
+
+def test_owner_certifies_the_fingerprinted_model(gemma_fingerprint):
+    root, runner = gemma_fingerprint
+    data = _verify(runner, "--key", root / "keys-a", "--cert", root / "fp-a" / "certificate.json",
+                   "--model", "gemma-3-270m", "--adapter", root / "fp-a" / "adapter")
+    assert data["certified"] and data["p_value"] <= 1e-6
+    assert data["queries"] <= 64
+    assert data["trigger_sure_rate"] >= 0.9 and data["control_sure_rate"] <= 0.1
+
+
+def test_auditor_certifies_the_merged_model_with_the_opening(gemma_fingerprint):
+    root, runner = gemma_fingerprint
+    from cli import main
+
+    result = runner.invoke(main, ["reveal", "--key", str(root / "keys-a"), "--cert",
+                                  str(root / "fp-a" / "certificate.json"), "--out", str(root / "opening.json")])
+    assert result.exit_code == 0, result.output
+    data = _verify(runner, "--opening", root / "opening.json", "--cert", root / "fp-a" / "certificate.json",
+                   "--pubkey", root / "keys-a" / "public.pem", "--model", root / "fp-a" / "merged")
+    assert data["certified"] and data["p_value"] <= 1e-6
+
+
+def test_untouched_base_model_is_not_certified(gemma_fingerprint):
+    root, runner = gemma_fingerprint
+    data = _verify(runner, "--key", root / "keys-a", "--cert", root / "fp-a" / "certificate.json",
+                   "--model", "gemma-3-270m")
+    assert not data["certified"] and data["p_value"] > 0.01
+
+
+def test_a_model_fingerprinted_by_another_key_is_not_certified(gemma_fingerprint):
+    root, runner = gemma_fingerprint
+    # B claims A's fingerprinted model: B's trigger must not open A's gate.
+    data = _verify(runner, "--key", root / "keys-b", "--cert", root / "fp-b" / "certificate.json",
+                   "--model", root / "fp-a" / "merged")
+    assert not data["certified"] and data["p_value"] > 0.01
