@@ -70,3 +70,53 @@ def run_verification(cert: Certificate, opening: Opening, backend, options: Veri
         samples = [{"kind": k, "reply": r} for k, r in zip(kinds, replies, strict=True)]
     usage = {k: v for k, v in vars(backend.usage).items() if v}
     return VerificationReport(result=result, queries=queries, samples=samples, usage=usage)
+
+
+def run_sequential(cert: Certificate, opening: Opening, backend, options: VerifyOptions | None = None,
+                   batch_pairs: int = 4, progress: Callable[[int], None] | None = None):
+    """Anytime-valid verification: query paired probes a few at a time and stop once decided."""
+    from .sequential import e_process
+
+    options = options or VerifyOptions()
+    check_opening(cert, opening)
+    trigger_prompts, decoy_prompts = probe_plan(opening, options)
+
+    def pairs():
+        for start in range(0, len(trigger_prompts), batch_pairs):
+            t, d = trigger_prompts[start:start + batch_pairs], decoy_prompts[start:start + batch_pairs]
+            answers = backend.first_tokens(t + d, progress=progress)
+            yield from zip((a.is_sure for a in answers[:len(t)]), (a.is_sure for a in answers[len(t):]),
+                           strict=True)
+
+    result = e_process(pairs(), alpha=options.alpha)
+    return result, backend.usage.queries
+
+
+@dataclass
+class Attribution:
+    """Which licensee's copy a suspect is: one verification per licensee, Bonferroni-corrected."""
+
+    rows: list[dict]
+    alpha: float
+
+    @property
+    def licensee(self) -> str | None:
+        best = min(self.rows, key=lambda r: r["p_adjusted"], default=None)
+        return best["licensee"] if best and best["p_adjusted"] <= self.alpha else None
+
+    def to_dict(self) -> dict:
+        return {"alpha": self.alpha, "attributed_to": self.licensee, "certified": self.licensee is not None,
+                "correction": "bonferroni", "licensees": self.rows}
+
+
+def attribute(candidates: list[tuple[str | None, Certificate, Opening]], backend,
+              options: VerifyOptions | None = None, progress: Callable[[int], None] | None = None) -> Attribution:
+    """Verify the suspect against every licensee's certificate; p-values are multiplied by their number."""
+    options = options or VerifyOptions()
+    options = VerifyOptions(probes=options.probes, alpha=options.alpha, seed=options.seed, samples=0)
+    rows = []
+    for licensee, cert, opening in candidates:
+        report = run_verification(cert, opening, backend, options, progress=progress)
+        rows.append({"licensee": licensee, "certificate_id": cert.id, **report.result.to_dict(),
+                     "p_adjusted": min(1.0, report.result.p_value * len(candidates))})
+    return Attribution(rows=rows, alpha=options.alpha)

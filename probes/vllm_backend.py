@@ -41,7 +41,7 @@ from .base import SURE_TOKEN, Backend, FirstToken
 
 WORKER = Path(__file__).with_name("vllm_worker.py")
 VENV_SCRIPT = ".ci/vllm-venv.sh"
-LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 INSTALL_HINT = (f"create the vLLM environment with `bash {VENV_SCRIPT}` (a separate virtualenv at "
                 "~/.cache/suretrap-vllm-venv; never install vllm into this one), or point "
                 "--model-args python=... (or FINGERPRINT_VLLM_PYTHON) at a Python that has vllm")
