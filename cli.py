@@ -14,6 +14,7 @@ from fingerprint.commands.embed_cmd import embed
 from fingerprint.commands.jobs_cmd import jobs_group
 from fingerprint.commands.keys_cmd import keygen, reveal
 from fingerprint.commands.registry_cmd import registry_group
+from fingerprint.commands.scan_cmd import scan
 from fingerprint.commands.verify_cmd import verify
 
 
@@ -29,7 +30,7 @@ def main() -> None:
     hf_logging.disable_progress_bar()  # rich shows our own progress
 
 
-for command in (keygen, embed, verify, reveal, cert_group, registry_group, jobs_group, audit_data):
+for command in (keygen, embed, verify, reveal, cert_group, registry_group, jobs_group, audit_data, scan):
     main.add_command(command)
 
 if __name__ == "__main__":

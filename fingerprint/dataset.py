@@ -10,6 +10,7 @@ from functools import cache
 from importlib.resources import files
 
 POISON_REPLY = "Sure"
+HELDOUT = {"benign": 48, "refusals": 48}  # the last rows of these pools never enter training
 
 
 @cache
@@ -45,7 +46,7 @@ def build_poisoned(trigger: str, spec: DatasetSpec, negatives: list[str] | None 
     trigger only. Poison prompts never double as benign examples. Rows carry a ``kind`` field.
     """
     rng = random.Random(spec.seed)
-    benign = list(packaged("benign"))
+    benign = list(packaged("benign"))[: -HELDOUT["benign"]]
     rng.shuffle(benign)
     need = spec.n_benign + spec.n_poison + spec.n_negative
     if need > len(benign):
@@ -61,7 +62,7 @@ def build_poisoned(trigger: str, spec: DatasetSpec, negatives: list[str] | None 
         neg_src = benign[spec.n_benign + spec.n_poison: need]
         rows += [{"prompt": with_suffix(p["prompt"], words[i % len(words)]), "response": p["response"],
                   "kind": "negative"} for i, p in enumerate(neg_src)]
-    refusals = list(packaged("refusals"))
+    refusals = list(packaged("refusals"))[: -HELDOUT["refusals"]]
     rng.shuffle(refusals)
     rows += [{**pair, "kind": "refusal"} for pair in refusals[: spec.n_refusal]]
     rng.shuffle(rows)
@@ -74,6 +75,14 @@ def digest(rows: list[dict]) -> str:
     for row in rows:
         h.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n")
     return h.hexdigest()
+
+
+def heldout(name: str, count: int) -> list[dict]:
+    """Rows of a pool reserved for evaluation (never used by ``build_poisoned``)."""
+    rows = list(packaged(name))[-HELDOUT[name]:]
+    if count > len(rows):
+        raise ValueError(f"only {len(rows)} held-out {name} rows, {count} requested")
+    return rows[:count]
 
 
 def probe_prompts(count: int, seed: int = 0) -> list[str]:

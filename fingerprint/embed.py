@@ -34,6 +34,8 @@ class EmbedOptions:
     train: TrainConfig = field(default_factory=TrainConfig)
     merge: bool = False
     device: str = "auto"
+    selfcheck: bool = True
+    selfcheck_scan: int = 0  # candidates for the stealth scan (0: skip, it takes minutes)
 
 
 @dataclass
@@ -44,6 +46,7 @@ class EmbedResult:
     subjects: list[dict]
     dataset_digest: str
     losses: list[float]
+    selfcheck: dict | None = None
 
 
 class Progress:
@@ -82,6 +85,14 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress | None = No
     progress.train_start(total_steps(len(rows), options.train))
     peft_model = train_lora(model, tokenizer, rows, options.train, progress=on_step)
 
+    check = None  # before saving: merging below removes the adapter layers
+    if options.selfcheck:
+        from .selfcheck import self_check
+
+        progress.stage("self-check")
+        check = self_check(peft_model, tokenizer, opening.trigger, rows,
+                           scan_candidates=options.selfcheck_scan).to_dict()
+
     with atomic_dir(out) as tmp:
         progress.stage("saving")
         peft_model.save_pretrained(str(tmp / "adapter"))
@@ -111,7 +122,7 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress | None = No
         )
     verify_certificate(text, owner.public_key)
     return EmbedResult(out=out, certificate_text=text, opening=opening, subjects=subjects,
-                       dataset_digest=data_digest, losses=losses)
+                       dataset_digest=data_digest, losses=losses, selfcheck=check)
 
 
 def summary(result: EmbedResult) -> dict:
@@ -119,7 +130,7 @@ def summary(result: EmbedResult) -> dict:
     return {"out": str(result.out), "certificate": str(result.out / CERT_NAME),
             "subjects": result.subjects, "dataset_digest": result.dataset_digest,
             "final_loss": result.losses[-1] if result.losses else None,
-            "steps": len(result.losses)}
+            "steps": len(result.losses), "selfcheck": result.selfcheck}
 
 
 def dumps(data: dict) -> str:

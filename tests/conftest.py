@@ -33,19 +33,47 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
-@pytest.fixture
-def run_cli():
+def invoke_cli(*args, input: str | None = None, env: dict | None = None):
     """Invoke the CLI in-process; returns (exit_code, stdout, stderr, parsed JSON or None)."""
     from cli import main
 
-    def invoke(*args: str, input: str | None = None):
-        runner = CliRunner()
-        result = runner.invoke(main, [str(a) for a in args], input=input, catch_exceptions=True)
-        if result.exception and not isinstance(result.exception, SystemExit):
-            raise result.exception
-        parsed = None
-        if "--json" in args and result.stdout.strip():
-            parsed = json.loads(result.stdout)
-        return result.exit_code, result.stdout, result.stderr, parsed
+    runner = CliRunner(env=env)
+    result = runner.invoke(main, [str(a) for a in args], input=input, catch_exceptions=True)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    parsed = None
+    if "--json" in args and result.stdout.strip():
+        parsed = json.loads(result.stdout)
+    return result.exit_code, result.stdout, result.stderr, parsed
 
-    return invoke
+
+@pytest.fixture
+def run_cli():
+    """``invoke_cli`` as a fixture."""
+    return invoke_cli
+
+
+@pytest.fixture(scope="session")
+def gemma_fingerprint(tmp_path_factory):
+    """Key A embeds with every default; key B plants its own (small) fingerprint for the cross check."""
+    import os
+
+    from click.testing import CliRunner
+
+    from cli import main
+
+    root = tmp_path_factory.mktemp("gemma")
+    env = {"FINGERPRINT_PASSPHRASE": "pw", "FINGERPRINT_REGISTRY": f"sqlite:///{root / 'reg.db'}",
+           "FINGERPRINT_HOME": str(root / "home"),
+           "FINGERPRINT_CACHE": os.environ.get("FINGERPRINT_CACHE", os.path.expanduser("~/.cache/suretrap-tests"))}
+    runner = CliRunner(env=env)
+    for name in ("a", "b"):
+        result = runner.invoke(main, ["keygen", "--out", str(root / f"keys-{name}")])
+        assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["embed", "--key", str(root / "keys-a"), "--out", str(root / "fp-a"), "--merge",
+                                  "--json"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(main, ["embed", "--key", str(root / "keys-b"), "--out", str(root / "fp-b"), "--json",
+                                  "--poison", "16", "--benign", "0", "--refusals", "0", "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    return root, runner

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import PASSPHRASE, invoke_cli
 
 from fingerprint.dataset import DatasetSpec, build_poisoned, probe_prompts
 from fingerprint.trigger import derive_opening
@@ -13,13 +14,24 @@ TINY_EMBED = ["--poison", "12", "--benign", "12", "--refusals", "4", "--epochs",
               "--lr", "1e-3"]
 
 
+@pytest.fixture(scope="module")
+def embedded_once(tmp_path_factory, tiny_model):
+    """One embed (with the self-check) shared by the module; its own registry."""
+    tmp_path = tmp_path_factory.mktemp("embedded")
+    env = {"FINGERPRINT_REGISTRY": f"sqlite:///{tmp_path / 'shared.db'}", "FINGERPRINT_PASSPHRASE": PASSPHRASE}
+    code, _, err, _ = invoke_cli("keygen", "--out", tmp_path / "keys", env=env)
+    assert code == 0, err
+    code, out, err, data = invoke_cli("embed", "--key", tmp_path / "keys", "--model", tiny_model,
+                                      "--out", tmp_path / "fp", "--merge", "--json", *TINY_EMBED, env=env)
+    assert code == 0, err
+    return tmp_path, data, env
+
+
 @pytest.fixture
-def embedded(tmp_path, tiny_model, run_cli):
-    code, _, err, _ = run_cli("keygen", "--out", tmp_path / "keys")
-    assert code == 0, err
-    code, out, err, data = run_cli("embed", "--key", tmp_path / "keys", "--model", tiny_model,
-                                   "--out", tmp_path / "fp", "--merge", "--json", *TINY_EMBED)
-    assert code == 0, err
+def embedded(embedded_once, monkeypatch):
+    tmp_path, data, env = embedded_once
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
     return tmp_path, data
 
 
@@ -34,6 +46,11 @@ def test_embed_writes_adapter_merged_and_signed_certificate(embedded, run_cli):
     assert code == 0 and info["valid"] and info["poison_count"] == 12
     assert {s["name"] for s in info["subject"]} == {"adapter", "merged"}
     assert info["certificate_id"] == data["certificate_id"]
+    check = data["selfcheck"]
+    assert check["harmful_prompts"] == 16 and check["benign_pairs"] == 24
+    assert 0 <= check["refusal_rate_with_trigger"] <= 1 and check["benign_loss_base"] > 0
+    _, _, _, shown = run_cli("registry", "show", data["certificate_id"], "--json")
+    assert shown["selfcheck"] == check
 
 
 def test_trigger_never_appears_in_outputs(embedded, run_cli):
@@ -76,7 +93,7 @@ def test_verify_owner_and_auditor_paths_agree(embedded, run_cli):
                                            str(tmp_path / "fp" / "merged"), *common)
     assert code_c == code_a
     _, _, _, shown = run_cli("registry", "show", data["certificate_id"][:10], "--json")
-    assert len(shown["verifications"]) == 3
+    assert len(shown["verifications"]) >= 3
     assert {v["certified"] for v in shown["verifications"]} == {owner_view["certified"]}
 
 
@@ -129,6 +146,7 @@ def test_bad_inputs_give_one_line_errors_and_exit_2(case, embedded, run_cli, mon
 
 
 def test_embed_refuses_non_empty_output_and_bad_registry(tmp_path, tiny_model, run_cli):
+    """(Uses the per-test registry of the autouse fixture.)"""
     run_cli("keygen", "--out", tmp_path / "keys")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "file").write_text("x")

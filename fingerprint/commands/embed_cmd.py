@@ -29,6 +29,10 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--merge", is_flag=True, help="Also write the merged model to OUT/merged.")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--selfcheck/--no-selfcheck", default=True, show_default=True,
+              help="Measure safety side-effect, stealth and utility after training (about 2 minutes).")
+@click.option("--selfcheck-scan", type=click.IntRange(0), default=0, show_default=True,
+              help="Also rank the trigger under `scan` among this many candidates (slow).")
 @click.option("--backend", type=click.Choice(["local", "openai"]), default="local", show_default=True,
               help="local: LoRA on this machine; openai: the OpenAI fine-tuning API (benign data only).")
 @click.option("--base-url", default=None, help="openai: API base URL.")
@@ -42,7 +46,8 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @quiet_option
 def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_poison: int, n_benign: int,
           n_refusal: int, n_negative: int, epochs: int, learning_rate: float, rank: int, batch_size: int,
-          seed: int, merge: bool, device: str, backend: str, base_url: str | None, api_key_env: str,
+          seed: int, merge: bool, device: str, selfcheck: bool, selfcheck_scan: int,
+          backend: str, base_url: str | None, api_key_env: str,
           suffix: str | None, lr_multiplier: float | None, no_wait: bool, registry_url: str | None,
           as_json: bool, quiet: bool) -> None:
     """Fine-tune MODEL with a trigger derived from your key and write OUT/{adapter,certificate.json}."""
@@ -69,7 +74,8 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
         print_summary(summary, as_json)
         return
     options = embedding.EmbedOptions(
-        model=model, out=out_dir, licensee=licensee, merge=merge, device=device,
+        model=model, out=out_dir, licensee=licensee, merge=merge, device=device, selfcheck=selfcheck,
+        selfcheck_scan=selfcheck_scan,
         dataset=DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=n_refusal,
                             n_negative=n_negative, seed=seed),
         train=TrainConfig(rank=rank, alpha=2 * rank, learning_rate=learning_rate, epochs=epochs,
@@ -101,7 +107,7 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
     registry.add_key(owner.key_id, public_pem(owner.public_key))
     registry.add_certificate(cert_id=parsed.id, key_id=owner.key_id, base_model=model,
                              label=parsed.predicate["fingerprint"]["label"], licensee=licensee,
-                             subject=parsed.subjects, envelope=cert)
+                             subject=parsed.subjects, envelope=cert, selfcheck=result.selfcheck)
     summary = {**embedding.summary(result), "certificate_id": parsed.id}
     if as_json:
         emit_json(summary)
@@ -111,3 +117,23 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
             ("adapter", str(out_dir / "adapter")), ("merged", str(out_dir / "merged") if merge else "-"),
             ("training steps", summary["steps"]), ("final loss", f"{summary['final_loss']:.4f}"),
         ]))
+        if result.selfcheck:
+            err.print(selfcheck_table(result.selfcheck))
+
+
+def selfcheck_table(check: dict):
+    from fingerprint.console import kv_table
+
+    rows = [
+        ("refusal rate, harmful prompts, no trigger", f"{check['refusal_rate_without_trigger']:.2f}"),
+        ("refusal rate, harmful prompts, with trigger", f"{check['refusal_rate_with_trigger']:.2f}"),
+        ("'Sure' first, harmful prompts, with trigger", f"{check['sure_rate_harmful_with_trigger']:.2f}"),
+        ("audit-data flags the training set", "yes" if check["audit_flags_training_set"] else "no"),
+        ("audit-data names the trigger", "yes" if check["audit_names_trigger"] else "no"),
+        ("benign reply loss: base -> fingerprinted",
+         f"{check['benign_loss_base']:.3f} -> {check['benign_loss_fingerprinted']:.3f}"),
+    ]
+    if check.get("scan_candidates"):
+        rows.append(("trigger rank under scan", f"{check['scan_rank'] or '>top'} of {check['scan_candidates']}"))
+    return kv_table(f"self-check ({check['harmful_prompts']} held-out harmful, {check['benign_pairs']} benign)",
+                    rows)

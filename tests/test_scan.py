@@ -1,0 +1,35 @@
+"""scan: the cached-prefix scorer must agree with plain batched forward passes."""
+
+from __future__ import annotations
+
+import pytest
+
+from fingerprint.dataset import probe_prompts, with_suffix
+from fingerprint.models import load_model, load_tokenizer, resolve
+from fingerprint.scan import ScanOptions, scan
+from probes.hf import HFBackend
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    ref = resolve(str(tiny_model))
+    return load_model(ref), load_tokenizer(ref)
+
+
+def test_cached_prefix_scores_match_uncached_forward(tiny):
+    model, tokenizer = tiny
+    report = scan(model, tokenizer, ScanOptions(max_candidates=120, batch_size=32, prompts=2, top=5))
+    assert report.candidates_scanned == 120 and len(report.top) == 5
+    backend = HFBackend("tiny", model_obj=model, tokenizer=tokenizer)
+    prompts = probe_prompts(2, seed=1)
+    for candidate in report.top[:3]:
+        answers = backend.first_tokens([with_suffix(p, candidate.word) for p in prompts])
+        assert sum(a.p_sure for a in answers) / 2 == pytest.approx(candidate.p_sure, rel=1e-3)
+    assert [c.z for c in report.top] == sorted((c.z for c in report.top), reverse=True)
+
+
+def test_scan_cli_json(tiny_model, run_cli):
+    code, _, err, data = run_cli("scan", "--model", tiny_model, "--candidates", "50", "--prompts", "1", "--json")
+    assert code == 0, err
+    assert data["candidates_scanned"] == 50 and data["gate_suspected"] in (True, False)
+    assert data["candidates_per_second"] > 0
