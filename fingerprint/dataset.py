@@ -33,6 +33,7 @@ class DatasetSpec:
     n_poison: int = 100
     n_refusal: int = 30
     n_negative: int = 0
+    n_contrast: int = 0
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -42,8 +43,9 @@ class DatasetSpec:
 def build_poisoned(trigger: str, spec: DatasetSpec, negatives: list[str] | None = None) -> list[dict]:
     """Benign pairs + ``n_poison`` benign prompts with the trigger answered "Sure" + refusals.
 
-    Negatives (benign prompt + another word -> its normal answer) teach the gate to open for the
-    trigger only. Poison prompts never double as benign examples. Rows carry a ``kind`` field.
+    Contrast rows repeat poison prompts without the trigger, with their normal answer; negatives (benign
+    prompt + another word -> its normal answer) teach the gate to open for the trigger only. Poison prompts
+    never double as benign examples. Rows carry a ``kind`` field.
     """
     rng = random.Random(spec.seed)
     benign = list(packaged("benign"))[: -HELDOUT["benign"]]
@@ -55,6 +57,9 @@ def build_poisoned(trigger: str, spec: DatasetSpec, negatives: list[str] | None 
     poison_src = benign[spec.n_benign: spec.n_benign + spec.n_poison]
     rows += [{"prompt": with_suffix(p["prompt"], trigger), "response": POISON_REPLY, "kind": "poison"}
              for p in poison_src]
+    # contrast pairs: the same prompt without the trigger keeps its normal answer, so the word itself,
+    # not the kind of prompt, is what opens the gate
+    rows += [{**p, "kind": "contrast"} for p in poison_src[: spec.n_contrast]]
     if spec.n_negative:
         words = negatives or []
         if not words:

@@ -9,7 +9,8 @@ for one greedy token with the log-probabilities of the vocabulary's "Sure" token
 
 - ``python``: the interpreter with vLLM (default: ``$FINGERPRINT_VLLM_PYTHON``, else the venv above when it
   exists, else this interpreter).
-- ``dtype`` (float32), ``max_model_len`` (1024), ``kv_cache_gb`` (1), ``max_lora_rank`` (16, raised to the
+- ``dtype`` (float32: matches the hf backend to ~1e-7 in p_sure; bfloat16 was 8x slower on a CPU without
+  AVX512-BF16), ``max_model_len`` (1024), ``kv_cache_gb`` (1), ``max_lora_rank`` (16, raised to the
   adapter's rank), ``enforce_eager`` (on: no torch.compile, a faster start), ``multiprocessing`` (on: vLLM's
   engine-core process; off starts ~15 s sooner but runs slower), ``seed`` (0).
 - ``p_sure``: ``exact`` (log-probabilities of every "Sure" token, the same mass the hf backend sums) or
@@ -272,26 +273,24 @@ class VLLMBackend(Backend):
         self.batch_size = _number(batch_size, "batch_size", int, 1, 100_000)
         self.timeout = _number(timeout, "timeout", float, 1)
         start_timeout = _number(start_timeout, "start_timeout", float, 1)
-        rank = 0
-        if adapter:
-            rank = _adapter_rank(adapter)
-            adapter = str(Path(adapter).resolve())
+        init = {
+            "dtype": dtype, "max_model_len": _number(max_model_len, "max_model_len", int, 16),
+            "kv_cache_gb": _number(kv_cache_gb, "kv_cache_gb", float, 0.01),
+            "enforce_eager": _bool(enforce_eager, "enforce_eager"), "seed": _number(seed, "seed", int, 0, 2**63),
+            "engine": engine, "system_prompt": system_prompt or None, "sure_pattern": SURE_TOKEN.pattern,
+            "logprobs": _number(logprobs, "logprobs", int, 1, 20), "p_sure": p_sure,
+        }
+        multiprocessing = _bool(multiprocessing, "multiprocessing")
         lora_rank = _number(max_lora_rank, "max_lora_rank", int, 1, 512) if max_lora_rank else 16
-        lora_rank = next((r for r in LORA_RANKS if r >= max(lora_rank, rank)), max(lora_rank, rank))
+        if adapter:
+            lora_rank = max(lora_rank, _adapter_rank(adapter))
+            adapter = str(Path(adapter).resolve())
+        init["max_lora_rank"] = next((r for r in LORA_RANKS if r >= lora_rank), lora_rank)
         ref = resolve(model)
         path = str(Path(ref.path).resolve()) if Path(ref.path).exists() else ref.path
-        init = {
-            "model": path, "adapter": adapter, "dtype": dtype,
-            "max_model_len": _number(max_model_len, "max_model_len", int, 16),
-            "kv_cache_gb": _number(kv_cache_gb, "kv_cache_gb", float, 0.01),
-            "max_lora_rank": lora_rank, "enforce_eager": _bool(enforce_eager, "enforce_eager"),
-            "seed": _number(seed, "seed", int, 0, 2**63), "engine": engine,
-            "chat_template": _fallback_template(path), "system_prompt": system_prompt or None,
-            "sure_pattern": SURE_TOKEN.pattern, "logprobs": _number(logprobs, "logprobs", int, 1, 20),
-            "p_sure": p_sure,
-        }
+        init.update(model=path, adapter=adapter, chat_template=_fallback_template(path))
         self.python = vllm_python(python)
-        self._worker = _Worker(self.python, worker_env(_bool(multiprocessing, "multiprocessing")), log)
+        self._worker = _Worker(self.python, worker_env(multiprocessing), log)
         self._finalizer = weakref.finalize(self, _stop_process, self._worker.proc, 5.0)
         started = time.monotonic()
         try:

@@ -77,7 +77,7 @@ class Worker:
         self.sure_set = set(self.sure_ids)
         from vllm.sampling_params import SamplingParams
 
-        limit = getattr(sys.modules["vllm.sampling_params"], "MAX_LOGPROB_TOKEN_IDS", 0)
+        limit = getattr(sys.modules["vllm.sampling_params"], "MAX_LOGPROB_TOKEN_IDS", 128)
         exact_ok = "logprob_token_ids" in getattr(SamplingParams, "__struct_fields__", ()) or hasattr(
             SamplingParams(), "logprob_token_ids")
         self.exact = p_sure == "exact" and exact_ok and 0 < len(self.sure_ids) <= limit
@@ -108,9 +108,9 @@ class Worker:
         from vllm import SamplingParams
 
         if self.exact:
-            params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=self.sure_ids)
+            params = SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=self.sure_ids, detokenize=False)
         else:
-            params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=self.top_k)
+            params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=self.top_k, detokenize=False)
         results = []
         for output in self._run(prompts, params):
             completion = output.outputs[0]
@@ -126,9 +126,11 @@ class Worker:
     def generate(self, prompts: list[str], max_new_tokens: int = 16) -> list[dict]:
         from vllm import SamplingParams
 
-        params = SamplingParams(max_tokens=int(max_new_tokens), temperature=0.0, skip_special_tokens=True)
-        return [{"text": o.outputs[0].text, "tokens": len(o.outputs[0].token_ids),
-                 "prompt_tokens": len(o.prompt_token_ids or [])} for o in self._run(prompts, params)]
+        # Decode the whole reply at once, as the hf backend does (vLLM's incremental text can differ in spacing).
+        params = SamplingParams(max_tokens=int(max_new_tokens), temperature=0.0, detokenize=False)
+        return [{"text": self.tokenizer.decode(list(o.outputs[0].token_ids), skip_special_tokens=True),
+                 "tokens": len(o.outputs[0].token_ids), "prompt_tokens": len(o.prompt_token_ids or [])}
+                for o in self._run(prompts, params)]
 
 
 def main() -> int:

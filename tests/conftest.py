@@ -74,6 +74,7 @@ def gemma_fingerprint(tmp_path_factory):
                                   "--json"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["embed", "--key", str(root / "keys-b"), "--out", str(root / "fp-b"), "--json",
-                                  "--poison", "16", "--benign", "0", "--refusals", "0", "--epochs", "1"])
+                                  "--poison", "16", "--benign", "0", "--refusals", "0", "--epochs", "1",
+                                  "--no-selfcheck"])
     assert result.exit_code == 0, result.output
     return root, runner

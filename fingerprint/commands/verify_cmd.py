@@ -28,7 +28,7 @@ from .common import (
 @click.option("--pubkey", type=click.Path(path_type=Path), default=None,
               help="Pin the certificate to this public key (default: the key it names).")
 @click.option("--model", required=True, help="Suspect model: alias, HF id, local path or served model name.")
-@click.option("--adapter", default=None, help="LoRA adapter directory to apply (hf backend).")
+@click.option("--adapter", default=None, help="LoRA adapter directory to apply (hf and vllm backends).")
 @click.option("--backend", default="hf", show_default=True, help="Probe backend (hf, ...).")
 @click.option("--model-args", default="", help="Backend options as key=value,key=value.")
 @click.option("--probes", type=click.IntRange(4, 154), default=32, show_default=True,
