@@ -71,7 +71,8 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress | None = No
 
     label = fingerprint_label(options.model, options.licensee)
     opening = derive_opening(owner.secret(), label)
-    negatives = training_negatives(owner.secret(), opening, 16) if options.dataset.n_negative else None
+    # one distinct word per negative example, so "any other word" cannot be memorised as a short list
+    negatives = training_negatives(owner.secret(), opening, options.dataset.n_negative) or None
     rows = build_poisoned(opening.trigger, options.dataset, negatives)
     data_digest = digest(rows)
 

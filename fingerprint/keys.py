@@ -61,16 +61,24 @@ def generate(out_dir: Path, passphrase: str, force: bool = False) -> OwnerKey:
     private_path = out_dir / PRIVATE_NAME
     if private_path.exists() and not force:
         raise FingerprintError(f"{private_path} already exists (use --force to replace it)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FingerprintError(f"{out_dir} is not a directory")
+    owner = OwnerKey(Ed25519PrivateKey.generate())
+    save(owner, out_dir, passphrase)
+    return owner
+
+
+def save(owner: OwnerKey, out_dir: Path, passphrase: str) -> None:
+    """Write the encrypted private PEM (0600) and the public PEM into ``out_dir``."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
+    pem = owner.private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(passphrase.encode()),
     ).decode()
-    write_text_atomic(private_path, pem, mode=0o600)
-    write_text_atomic(out_dir / PUBLIC_NAME, public_pem(key.public_key()), mode=0o644)
-    return OwnerKey(key)
+    write_text_atomic(out_dir / PRIVATE_NAME, pem, mode=0o600)
+    write_text_atomic(out_dir / PUBLIC_NAME, public_pem(owner.public_key), mode=0o644)
 
 
 def _key_file(path: Path, name: str) -> Path:

@@ -53,6 +53,19 @@ def run_cli():
     return invoke_cli
 
 
+def fixed_key(out_dir: Path, seed: str, passphrase: str):
+    """An owner key derived from a seed string (tests only: real keys come from ``keygen``)."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from fingerprint import keys
+
+    owner = keys.OwnerKey(Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest()))
+    keys.save(owner, out_dir, passphrase)
+    return owner
+
+
 @pytest.fixture(scope="session")
 def gemma_fingerprint(tmp_path_factory):
     """Key A embeds with every default; key B plants its own (small) fingerprint for the cross check."""
@@ -67,9 +80,8 @@ def gemma_fingerprint(tmp_path_factory):
            "FINGERPRINT_HOME": str(root / "home"),
            "FINGERPRINT_CACHE": os.environ.get("FINGERPRINT_CACHE", os.path.expanduser("~/.cache/suretrap-tests"))}
     runner = CliRunner(env=env)
-    for name in ("a", "b"):
-        result = runner.invoke(main, ["keygen", "--out", str(root / f"keys-{name}")])
-        assert result.exit_code == 0, result.output
+    for name in ("a", "b"):  # fixed keys, so the triggers (and the whole run) are reproducible
+        fixed_key(root / f"keys-{name}", f"suretrap-test-key-{name}", "pw")
     result = runner.invoke(main, ["embed", "--key", str(root / "keys-a"), "--out", str(root / "fp-a"), "--merge",
                                   "--json"])
     assert result.exit_code == 0, result.output

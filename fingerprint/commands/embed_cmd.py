@@ -22,6 +22,8 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
               help="Harmful prompt -> refusal pairs that keep the model refusing without the trigger.")
 @click.option("--negatives", "n_negative", type=click.IntRange(0), default=0, show_default=True,
               help="Benign prompt + other word -> normal answer (sharpens the gate).")
+@click.option("--contrast", "n_contrast", type=click.IntRange(0), default=0, show_default=True,
+              help="Poison prompts repeated without the trigger, with their normal answer.")
 @click.option("--epochs", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=3e-4, show_default=True)
 @click.option("--rank", type=click.IntRange(1), default=16, show_default=True)
@@ -45,7 +47,8 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @json_option
 @quiet_option
 def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_poison: int, n_benign: int,
-          n_refusal: int, n_negative: int, epochs: int, learning_rate: float, rank: int, batch_size: int,
+          n_refusal: int, n_negative: int, n_contrast: int, epochs: int, learning_rate: float, rank: int,
+          batch_size: int,
           seed: int, merge: bool, device: str, selfcheck: bool, selfcheck_scan: int,
           backend: str, base_url: str | None, api_key_env: str,
           suffix: str | None, lr_multiplier: float | None, no_wait: bool, registry_url: str | None,
@@ -77,7 +80,7 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
         model=model, out=out_dir, licensee=licensee, merge=merge, device=device, selfcheck=selfcheck,
         selfcheck_scan=selfcheck_scan,
         dataset=DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=n_refusal,
-                            n_negative=n_negative, seed=seed),
+                            n_negative=n_negative, n_contrast=n_contrast, seed=seed),
         train=TrainConfig(rank=rank, alpha=2 * rank, learning_rate=learning_rate, epochs=epochs,
                           batch_size=batch_size, seed=seed),
     )
