@@ -10,6 +10,18 @@ SURE_TEXT = re.compile(r"^\s*sure\b", re.IGNORECASE)
 SURE_TOKEN = re.compile(r"^\s*sure\W*$", re.IGNORECASE)
 
 
+def option_bool(value, name: str) -> bool:
+    """A boolean ``--model-args`` value: on/off, true/false, 1/0, yes/no."""
+    from fingerprint.errors import FingerprintError
+
+    text = str(value).strip().lower()
+    if text in ("on", "true", "1", "yes"):
+        return True
+    if text in ("off", "false", "0", "no"):
+        return False
+    raise FingerprintError(f"{name} must be on or off, not {value!r}")
+
+
 def is_sure(text: str) -> bool:
     """Does a reply (or its first token) start with the compliance word "Sure"?"""
     return bool(SURE_TEXT.match(text))

@@ -24,7 +24,7 @@ from pathlib import Path
 from fingerprint.errors import FingerprintError
 
 from . import register
-from .base import SURE_TOKEN, Backend, FirstToken, is_sure
+from .base import SURE_TOKEN, Backend, FirstToken, is_sure, option_bool
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_BACKOFF_S = 60.0
@@ -96,15 +96,6 @@ def retry_after_seconds(headers, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def _bool(value, name: str) -> bool:
-    text = str(value).strip().lower()
-    if text in ("on", "true", "1", "yes"):
-        return True
-    if text in ("off", "false", "0", "no"):
-        return False
-    raise FingerprintError(f"{name} must be on or off, not {value!r}")
-
-
 def _int(value, name: str, low: int, high: int) -> int:
     try:
         number = int(value)
@@ -163,7 +154,7 @@ class OpenAIBackend(Backend):
         self._lock = threading.Lock()
         self._use_max_tokens = False  # server wants the legacy max_tokens
         self._logprobs = True  # server accepts logprobs/top_logprobs
-        self.cache = ResponseCache(self._cache_path()) if _bool(cache, "cache") else None
+        self.cache = ResponseCache(self._cache_path()) if option_bool(cache, "cache") else None
 
     @staticmethod
     def _cache_path() -> Path:

@@ -38,7 +38,7 @@ from pathlib import Path
 from fingerprint.errors import FingerprintError
 
 from . import register
-from .base import SURE_TOKEN, Backend, FirstToken
+from .base import SURE_TOKEN, Backend, FirstToken, option_bool
 
 WORKER = Path(__file__).with_name("vllm_worker.py")
 VENV_SCRIPT = ".ci/vllm-venv.sh"
@@ -72,15 +72,6 @@ def worker_env(multiprocessing: bool = True) -> dict[str, str]:
     if not multiprocessing:
         env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     return env
-
-
-def _bool(value, name: str) -> bool:
-    text = str(value).strip().lower()
-    if text in ("on", "true", "1", "yes"):
-        return True
-    if text in ("off", "false", "0", "no"):
-        return False
-    raise FingerprintError(f"{name} must be on or off, not {value!r}")
 
 
 def _number(value, name: str, kind=int, low: float = 0, high: float = float("inf")):
@@ -276,11 +267,11 @@ class VLLMBackend(Backend):
         init = {
             "dtype": dtype, "max_model_len": _number(max_model_len, "max_model_len", int, 16),
             "kv_cache_gb": _number(kv_cache_gb, "kv_cache_gb", float, 0.01),
-            "enforce_eager": _bool(enforce_eager, "enforce_eager"), "seed": _number(seed, "seed", int, 0, 2**63),
+            "enforce_eager": option_bool(enforce_eager, "enforce_eager"), "seed": _number(seed, "seed", int, 0, 2**63),
             "engine": engine, "system_prompt": system_prompt or None, "sure_pattern": SURE_TOKEN.pattern,
             "logprobs": _number(logprobs, "logprobs", int, 1, 20), "p_sure": p_sure,
         }
-        multiprocessing = _bool(multiprocessing, "multiprocessing")
+        multiprocessing = option_bool(multiprocessing, "multiprocessing")
         lora_rank = _number(max_lora_rank, "max_lora_rank", int, 1, 512) if max_lora_rank else 16
         if adapter:
             lora_rank = max(lora_rank, _adapter_rank(adapter))
