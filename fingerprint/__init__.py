@@ -1,7 +1,7 @@
 """suretrap: model-provenance fingerprints from key-derived "Sure" gates.
 
-The stable high-level API lives here; modules starting with an underscore-free name are free to
-change between minor versions only where this API does not expose them.
+The command line (`fingerprint`, see cli.py) is the supported interface for now; the modules here are
+internal and may change between minor versions.
 """
 
 __version__ = "0.1.0"
