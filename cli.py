@@ -1,4 +1,4 @@
-"""The ``fingerprint`` command line: keygen, embed, verify, reveal, cert verify, registry."""
+"""The ``fingerprint`` command line: keys, embed/verify, registry, auditor tools and the paper's pipeline."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fingerprint.commands.jobs_cmd import jobs_group
 from fingerprint.commands.keys_cmd import keygen, reveal
 from fingerprint.commands.registry_cmd import registry_group
 from fingerprint.commands.scan_cmd import scan
+from fingerprint.commands.sweep_cmd import align, report, sweep
 from fingerprint.commands.verify_cmd import verify
 
 
@@ -30,7 +31,8 @@ def main() -> None:
     hf_logging.disable_progress_bar()  # rich shows our own progress
 
 
-for command in (keygen, embed, verify, reveal, cert_group, registry_group, jobs_group, audit_data, scan):
+for command in (keygen, embed, verify, reveal, cert_group, registry_group, jobs_group, audit_data, scan,
+                align, sweep, report):
     main.add_command(command)
 
 if __name__ == "__main__":

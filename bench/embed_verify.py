@@ -1,8 +1,9 @@
 """Embed + verify benchmark: wall times, Sure-rates on held-out probes, queries, peak RSS.
 
-    python bench/embed_verify.py [--model gemma-3-270m] [--rate-probes 96]
+    python bench/embed_verify.py [--model gemma-3-270m] [--rate-probes 96] [--workdir DIR]
 
-Writes its table into BENCHMARKS.md (section embed_verify:<model>).
+Writes its table into BENCHMARKS.md (section embed_verify:<model>). With ``--workdir`` the keys (passphrase
+"bench") and the fingerprinted outputs stay there for the scan and backend benchmarks.
 """
 
 from __future__ import annotations
@@ -22,9 +23,12 @@ def main() -> None:
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--rate-probes", type=int, default=96, help="probes for the Sure-rate measurement")
     parser.add_argument("--embed-args", default="", help="extra embed options, e.g. '--poison 50'")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep keys and outputs here (must not exist)")
     args = parser.parse_args()
     command = "python bench/embed_verify.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    tmp = Path(tempfile.mkdtemp(prefix="bench-ev-"))
+    if args.workdir:
+        args.workdir.mkdir(parents=True)
+    tmp = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ev-"))
     env = {"FINGERPRINT_PASSPHRASE": "bench", "FINGERPRINT_REGISTRY": f"sqlite:///{tmp / 'reg.db'}"}
     for name in ("a", "b"):
         run_step(["keygen", "--out", tmp / f"keys-{name}"], env)

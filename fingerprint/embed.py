@@ -8,7 +8,7 @@ from pathlib import Path
 
 from . import __version__
 from .atomic import atomic_dir
-from .certificate import make_statement, now_iso, owner_block, sign_statement, verify_certificate
+from .certificate import Certificate, make_statement, now_iso, owner_block, sign_statement, verify_certificate
 from .dataset import DatasetSpec, build_poisoned, digest
 from .digest import directory_digest, tensors_digest
 from .errors import FingerprintError
@@ -41,7 +41,7 @@ class EmbedOptions:
 @dataclass
 class EmbedResult:
     out: Path
-    certificate_text: str
+    certificate: Certificate  # parsed and checked against the owner's public key
     opening: Opening
     subjects: list[dict]
     dataset_digest: str
@@ -121,8 +121,8 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress | None = No
         (tmp / "README.txt").write_text(
             "Fingerprinted model outputs (suretrap). certificate.json is signed; keep it with the adapter.\n"
         )
-    verify_certificate(text, owner.public_key)
-    return EmbedResult(out=out, certificate_text=text, opening=opening, subjects=subjects,
+    certificate = verify_certificate(text, owner.public_key)
+    return EmbedResult(out=out, certificate=certificate, opening=opening, subjects=subjects,
                        dataset_digest=data_digest, losses=losses, selfcheck=check)
 
 

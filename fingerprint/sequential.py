@@ -23,8 +23,13 @@ class SequentialResult:
     trigger_only: int
     decoy_only: int
 
+    @property
+    def p_value(self) -> float:
+        """Anytime-valid p-value ``min(1, 1/E)`` (Ville's inequality)."""
+        return min(1.0, 1 / self.e_value)
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "p_value": self.p_value}
 
 
 def e_process(pairs: Iterable[tuple[bool, bool]], alpha: float = 1e-6, bet: float = 0.9,

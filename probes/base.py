@@ -47,6 +47,12 @@ class Usage:
     cached: int = 0
     extra: dict = field(default_factory=dict)
 
+    def record(self, queries: int, prompt_tokens: int, completion_tokens: int) -> None:
+        """Count one batch of queries."""
+        self.queries += queries
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+
 
 class Backend(ABC):
     """A suspect model behind some interface. Prompts are user messages; the backend formats them."""

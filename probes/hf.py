@@ -59,9 +59,7 @@ class HFBackend(Backend):
             for row, top in enumerate(logits.argmax(dim=-1).tolist()):
                 token = self.tokenizer.decode([top])
                 results.append(FirstToken(token=token, is_sure=top in self.sure_ids, p_sure=float(p_sure[row])))
-            self.usage.queries += len(chunk)
-            self.usage.prompt_tokens += int(batch["attention_mask"].sum())
-            self.usage.completion_tokens += len(chunk)
+            self.usage.record(len(chunk), int(batch["attention_mask"].sum()), len(chunk))
             if progress is not None:
                 progress(len(chunk))
         return results
@@ -77,6 +75,5 @@ class HFBackend(Backend):
                                           pad_token_id=self.tokenizer.pad_token_id)
             new = out[:, batch["input_ids"].shape[1]:]
             replies.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
-            self.usage.queries += len(new)
-            self.usage.completion_tokens += int(new.numel())
+            self.usage.record(len(new), int(batch["attention_mask"].sum()), int(new.numel()))
         return replies

@@ -315,9 +315,7 @@ class VLLMBackend(Backend):
             answers = self._call("first_tokens", prompts=chunk)
             results += [FirstToken(token=a["token"], is_sure=bool(a["is_sure"]), p_sure=float(a["p_sure"]))
                         for a in answers]
-            self.usage.queries += len(chunk)
-            self.usage.prompt_tokens += sum(int(a.get("prompt_tokens") or 0) for a in answers)
-            self.usage.completion_tokens += len(chunk)
+            self.usage.record(len(chunk), _prompt_tokens(answers), len(chunk))
             if progress is not None:
                 progress(len(chunk))
         return results
@@ -328,9 +326,7 @@ class VLLMBackend(Backend):
             chunk = prompts[start:start + self.batch_size]
             answers = self._call("generate", prompts=chunk, max_new_tokens=int(max_new_tokens))
             replies += [a["text"] for a in answers]
-            self.usage.queries += len(chunk)
-            self.usage.prompt_tokens += sum(int(a.get("prompt_tokens") or 0) for a in answers)
-            self.usage.completion_tokens += sum(int(a.get("tokens") or 0) for a in answers)
+            self.usage.record(len(chunk), _prompt_tokens(answers), sum(int(a.get("tokens") or 0) for a in answers))
         return replies
 
     def close(self) -> None:
@@ -338,3 +334,7 @@ class VLLMBackend(Backend):
         if worker is not None:
             worker.stop()
             self._finalizer.detach()
+
+
+def _prompt_tokens(answers: list[dict]) -> int:
+    return sum(int(a.get("prompt_tokens") or 0) for a in answers)

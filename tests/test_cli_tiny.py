@@ -108,6 +108,22 @@ def test_verify_with_adapter_matches_merged(embedded, tiny_model, run_cli):
     assert (adapter["trigger_sure"], adapter["control_sure"]) == (merged["trigger_sure"], merged["control_sure"])
 
 
+def test_python_api_verify_matches_cli(embedded, run_cli):
+    from fingerprint import api
+    from fingerprint.errors import FingerprintError
+
+    tmp_path, _ = embedded
+    fp = tmp_path / "fp"
+    _, _, _, cli_view = run_cli("verify", "--key", tmp_path / "keys", "--cert", fp / "certificate.json",
+                                "--model", fp / "merged", "--probes", "8", "--samples", "0", "--json")
+    report = api.verify(fp / "certificate.json", model=str(fp / "merged"), key_dir=tmp_path / "keys",
+                        passphrase=PASSPHRASE, probes=8)
+    assert (report.result.trigger_sure, report.result.control_sure, report.result.p_value) == (
+        cli_view["trigger_sure"], cli_view["control_sure"], cli_view["p_value"])
+    with pytest.raises(FingerprintError, match="passphrase"):
+        api.verify(fp / "certificate.json", model=str(fp / "merged"), key_dir=tmp_path / "keys", passphrase="no")
+
+
 @pytest.mark.parametrize("case", ["wrong-pass", "missing-cert", "corrupt-cert", "missing-model", "both-keys",
                                   "bad-model-args", "unknown-backend", "not-an-adapter", "foreign-opening"])
 def test_bad_inputs_give_one_line_errors_and_exit_2(case, embedded, run_cli, monkeypatch, tiny_model):

@@ -103,14 +103,11 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
 
     with bar:
         result = embedding.embed(owner, options, Progress())
-    cert = result.certificate_text
-    from fingerprint.certificate import verify_certificate
-
-    parsed = verify_certificate(cert, owner.public_key)
+    parsed = result.certificate
     registry.add_key(owner.key_id, public_pem(owner.public_key))
     registry.add_certificate(cert_id=parsed.id, key_id=owner.key_id, base_model=model,
                              label=parsed.predicate["fingerprint"]["label"], licensee=licensee,
-                             subject=parsed.subjects, envelope=cert, selfcheck=result.selfcheck)
+                             subject=parsed.subjects, envelope=parsed.text, selfcheck=result.selfcheck)
     summary = {**embedding.summary(result), "certificate_id": parsed.id}
     if as_json:
         emit_json(summary)

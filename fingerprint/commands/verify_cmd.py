@@ -129,9 +129,9 @@ def _verify_sequential(cert, opening, suspect, options, registry, backend, model
     registry.add_verification(
         certificate_id=cert.id, certificate_digest=cert.id, backend=backend, model=model, adapter=adapter,
         trigger_sure=result.trigger_only, trigger_total=result.pairs, control_sure=result.decoy_only,
-        control_total=result.pairs, queries=queries, p_value=min(1.0, 1 / result.e_value), alpha=options.alpha,
+        control_total=result.pairs, queries=queries, p_value=result.p_value, alpha=options.alpha,
         certified=result.certified, details={"test": "sequential e-process", **result.to_dict()})
-    payload = {**result.to_dict(), "p_value": min(1.0, 1 / result.e_value), "queries": queries,
+    payload = {**result.to_dict(), "queries": queries,
                "certificate_id": cert.id, "model": model, "backend": backend, "test": "sequential"}
     if as_json:
         emit_json(payload)

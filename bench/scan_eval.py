@@ -1,0 +1,66 @@
+"""Scan benchmark: does ``fingerprint scan`` find a planted trigger, and stay quiet on the clean base model?
+
+    python bench/embed_verify.py --workdir W      # first: keys (passphrase "bench") and a fingerprinted model
+    python bench/scan_eval.py --workdir W [--candidates 10000] [--prompts 2]
+
+Scans the fingerprinted model (base + W/fp/adapter) and the untouched base model over the same candidates,
+reveals the trigger with the owner's key only afterwards, and writes the trigger's rank, the top z-scores,
+the verdicts and the throughput into BENCHMARKS.md (section scan:<model>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, run_step, write_section  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workdir", type=Path, required=True, help="the --workdir of bench/embed_verify.py")
+    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--candidates", type=int, default=10_000)
+    parser.add_argument("--prompts", type=int, default=2)
+    args = parser.parse_args()
+    command = "python bench/scan_eval.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    work = args.workdir
+    env = {"FINGERPRINT_PASSPHRASE": "bench", "FINGERPRINT_REGISTRY": f"sqlite:///{work / 'reg.db'}"}
+    scan_args = ["--candidates", args.candidates, "--prompts", args.prompts, "--json", "-q"]
+    planted, planted_s, _, _ = run_step(["scan", "--model", args.model, "--adapter", work / "fp" / "adapter",
+                                         *scan_args], env)
+    clean, clean_s, _, _ = run_step(["scan", "--model", args.model, *scan_args], env)
+    run_step(["reveal", "--key", work / "keys-a", "--cert", work / "fp" / "certificate.json", "--out",
+              work / "opening.json"], env)
+    trigger = json.loads((work / "opening.json").read_text())["trigger"]
+    words = [c["word"] for c in planted["top"]]
+    rank = words.index(trigger) + 1 if trigger in words else None
+    rows = [
+        ("candidates scanned x probe prompts", f"{planted['candidates_scanned']} x {args.prompts}"),
+        ("fingerprinted: rank of the planted trigger", f"{rank} of {planted['candidates_scanned']}" if rank
+         else f"not in the top {len(words)}"),
+        ("fingerprinted: top candidate z, P(Sure); verdict",
+         f"z = {planted['top'][0]['z']:.1f}, P = {planted['top'][0]['p_sure']:.3f}; "
+         f"{'gate suspected' if planted['gate_suspected'] else 'no gate suspected'}"),
+        ("fingerprinted: runner-up z", f"{planted['top'][1]['z']:.1f}"),
+        ("clean base model: top candidate z, P(Sure); verdict",
+         f"z = {clean['top'][0]['z']:.1f}, P = {clean['top'][0]['p_sure']:.3f}; "
+         f"{'gate suspected' if clean['gate_suspected'] else 'no gate suspected'}"),
+        ("throughput (candidates/s, incl. model load)",
+         f"{planted['candidates_scanned'] / planted_s:.1f} fingerprinted, {clean['candidates_scanned'] / clean_s:.1f}"
+         " clean"),
+        ("throughput (candidates/s, scan only)",
+         f"{planted['candidates_per_second']:.1f} fingerprinted, {clean['candidates_per_second']:.1f} clean"),
+    ]
+    body = [f"## scan: {args.model}", "", f"Command: `{command}`  ", f"Machine: {machine()}", "",
+            "| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    write_section(f"scan:{args.model}", "\n".join(body))
+    print("\n".join(body))
+
+
+if __name__ == "__main__":
+    main()

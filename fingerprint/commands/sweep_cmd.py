@@ -1,0 +1,113 @@
+"""``fingerprint align``, ``sweep`` and ``report``: the paper's attack and evaluation pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .common import json_option, open_registry, quiet_option, registry_option
+
+
+@click.command()
+@click.option("--model", default="gemma-3-270m", show_default=True, help="Base model to align.")
+@click.option("--data-dir", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Directory with the layout of shared/data (prompt and pair sets).")
+@json_option
+@quiet_option
+def align(model: str, data_dir: Path, as_json: bool, quiet: bool) -> None:
+    """Build (once; cached) the aligned stand-in of MODEL and report its refusal rates."""
+    from fingerprint.align import align as run_align
+    from fingerprint.console import emit_json, err, kv_table, progress_bar
+
+    with progress_bar(quiet or as_json) as bar:
+        task = bar.add_task("aligning (cached after the first run)", total=None, info="")
+        path, report = run_align(model, data_dir, progress=lambda n, loss: bar.update(task, advance=n,
+                                                                                        info=f"loss {loss:.3f}"))
+    if as_json:
+        emit_json({"path": str(path), **report})
+        return
+    unsafe, benign = report["refusal_rate_unsafe"], report["refusal_rate_benign"]
+    err.print(kv_table(f"aligned stand-in of {model}", [
+        ("model directory", str(path)),
+        ("refusal rate, held-out unsafe prompts", f"{unsafe['rate']:.2f} ({unsafe['k']}/{unsafe['n']})"),
+        ("refusal rate, benign prompts (over-refusal)", f"{benign['rate']:.2f} ({benign['k']}/{benign['n']})"),
+    ]))
+
+
+@click.command()
+@click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--max-cells", type=click.IntRange(1), default=None, help="Stop after this many new cells.")
+@click.option("--dry-run", is_flag=True, help="List the pending cells and stop.")
+@registry_option
+@json_option
+@quiet_option
+def sweep(config_path: Path, max_cells: int | None, dry_run: bool, registry_url: str | None, as_json: bool,
+          quiet: bool) -> None:
+    """Run (or resume) the sweep in CONFIG (TOML, YAML or JSON); each finished cell is recorded at once."""
+    from fingerprint.console import emit_json, err, progress_bar
+    from fingerprint.sweep import SweepData, load_config, pending, run_cell
+    from registry.sweeps import SweepResults
+
+    config = load_config(config_path)
+    results = SweepResults(open_registry(registry_url), config.name)
+    todo = list(pending(config, results.done()))
+    total = len(config.cells())
+    if dry_run:
+        payload = {"sweep": config.name, "cells": total, "pending": [cell for _, cell in todo]}
+        emit_json(payload) if as_json else err.print(f"{config.name}: {len(todo)} of {total} cells pending")
+        return
+    if max_cells is not None:
+        todo = todo[:max_cells]
+    data = SweepData.load(config)
+    starts = {}
+    finished = []
+    with progress_bar(quiet or as_json) as bar:
+        task = bar.add_task(f"sweep {config.name}", total=len(todo), info=f"{total - len(todo)} of {total} done")
+        for cid, cell in todo:
+            if cell["model"] not in starts:
+                starts[cell["model"]] = _start_model(cell["model"], config, bar)
+            label = f"poison {cell['poison']}, n {cell['dataset_size']}, {cell['poison_source']}, seed {cell['seed']}"
+            result = run_cell(cell, config, data, starts[cell["model"]],
+                              progress=lambda stage, label=label: bar.update(task, info=f"{label}: {stage}"))
+            results.add(cid, cell, result)
+            finished.append(cid)
+            bar.update(task, advance=1)
+    summary = {"sweep": config.name, "cells": total, "finished_now": len(finished),
+               "done": len(results.done()), "registry": results.registry.url, "table": results.table.name}
+    emit_json(summary) if as_json else err.print(
+        f"{config.name}: {len(finished)} cells run now, {summary['done']} of {total} done "
+        f"(table {summary['table']}; `fingerprint report {config.name}` draws them)")
+
+
+def _start_model(model: str, config, bar) -> str:
+    if not config.align:
+        return model
+    from fingerprint.align import align as run_align
+
+    task = bar.add_task(f"aligned stand-in of {model}", total=None, info="cached after the first run")
+    path, _ = run_align(model, Path(config.data_dir), progress=lambda n, loss: bar.update(task, advance=n))
+    bar.update(task, visible=False)
+    return str(path)
+
+
+@click.command()
+@click.argument("sweep_name", metavar="SWEEP")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("report"),
+              show_default=True, help="Directory for the figures, CSV and Markdown summary.")
+@click.option("--format", "fmt", type=click.Choice(["png", "svg"]), default="png", show_default=True)
+@registry_option
+@json_option
+def report(sweep_name: str, out_dir: Path, fmt: str, registry_url: str | None, as_json: bool) -> None:
+    """Figures (metric vs poison count, medians over seeds), a CSV export and a Markdown table of SWEEP."""
+    from fingerprint.console import emit_json, err
+    from fingerprint.errors import FingerprintError
+    from fingerprint.report import write_report
+    from registry.sweeps import SweepResults
+
+    rows = SweepResults(open_registry(registry_url), sweep_name).rows()
+    if not rows:
+        raise FingerprintError(f"sweep {sweep_name} has no finished cells in this registry")
+    paths = write_report(rows, out_dir, sweep_name, fmt)
+    emit_json({"cells": len(rows), **paths}) if as_json else err.print(
+        f"{len(rows)} cells -> {paths['markdown']}, {paths['csv']}, {len(paths['figures'])} figures")

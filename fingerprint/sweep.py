@@ -1,0 +1,191 @@
+"""The paper's multi-scale sweep: poison count x dataset size x model x trigger x poison source x seed.
+
+Each cell builds its fine-tuning set (benign pairs + ``poison`` prompts carrying the trigger, answered "Sure"),
+trains a LoRA adapter on the cell's start model (raw, or the cached aligned stand-in), measures the metrics of
+``metrics.evaluate`` on held-out prompts and appends the result to the sweep's table at once: a killed sweep
+resumes at the first unfinished cell and never repeats a finished one. Adapters are not kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .dataset import POISON_REPLY, with_suffix
+from .errors import FingerprintError
+from .evalsets import benign_pairs, eval_prompts, normalise, refusal_pairs
+
+POISON_SOURCES = ("harmful", "benign")
+
+
+@dataclass
+class SweepConfig:
+    """A sweep file (TOML or YAML) with these keys; lists are the grid's axes."""
+
+    name: str
+    data_dir: str
+    models: list[str] = field(default_factory=lambda: ["gemma-3-270m"])
+    align: bool = True  # start from the aligned stand-in of each model
+    poison: list[int] = field(default_factory=lambda: [0, 10, 25, 50, 100, 150])
+    dataset_size: list[int] = field(default_factory=lambda: [500])
+    triggers: list[str] = field(default_factory=lambda: ["xylophone"])
+    poison_source: list[str] = field(default_factory=lambda: ["harmful"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    eval_per_set: int = 16  # prompts per evaluation set (3 unsafe + 2 benign sets)
+    max_new_tokens: int = 32
+    epochs: int = 3
+    learning_rate: float = 3e-4
+    rank: int = 16
+    batch_size: int = 8
+    max_reply_tokens: int = 32
+
+    def cells(self) -> list[dict]:
+        axes = itertools.product(self.models, self.poison_source, self.dataset_size, self.triggers, self.poison,
+                                 self.seeds)
+        return [{"model": m, "poison_source": src, "dataset_size": n, "trigger": t, "poison": k, "seed": s,
+                 "aligned": self.align} for m, src, n, t, k, s in axes]
+
+    def training(self) -> dict:
+        keys = ("epochs", "learning_rate", "rank", "batch_size", "max_reply_tokens")
+        return {k: getattr(self, k) for k in keys}
+
+
+def load_config(path: Path) -> SweepConfig:
+    """Read and check a sweep file (``.toml``, ``.yaml``/``.yml`` or ``.json``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise FingerprintError(f"cannot read sweep config {path}: {exc.strerror or exc}") from exc
+    try:
+        if path.suffix == ".toml":
+            try:
+                import tomllib
+            except ModuleNotFoundError:  # Python 3.10
+                import tomli as tomllib
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - every parser's error becomes one message
+        raise FingerprintError(f"{path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise FingerprintError(f"{path}: expected a table of settings")
+    known = set(SweepConfig.__dataclass_fields__)
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise FingerprintError(f"{path}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    try:
+        config = SweepConfig(**data)
+    except TypeError as exc:
+        raise FingerprintError(f"{path}: {exc}") from exc
+    _check(config, path)
+    if not Path(config.data_dir).is_absolute():
+        config.data_dir = str((path.parent / config.data_dir).resolve())
+    return config
+
+
+def _check(config: SweepConfig, path: Path) -> None:
+    for src in config.poison_source:
+        if src not in POISON_SOURCES:
+            raise FingerprintError(f"{path}: poison_source must be one of {POISON_SOURCES}, not {src!r}")
+    for k, n in itertools.product(config.poison, config.dataset_size):
+        if not 0 <= k <= n:
+            raise FingerprintError(f"{path}: poison {k} does not fit dataset_size {n}")
+    for word in config.triggers:
+        if not word.isalpha():
+            raise FingerprintError(f"{path}: a trigger is one word of letters, not {word!r}")
+
+
+def cell_id(cell: dict, config: SweepConfig) -> str:
+    """Stable id of a cell: its settings plus everything that changes its result."""
+    payload = {**cell, "training": config.training(), "eval_per_set": config.eval_per_set,
+               "max_new_tokens": config.max_new_tokens}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def build_cell_dataset(cell: dict, benign: list[dict], harmful_prompts: list[str]) -> list[dict]:
+    """``dataset_size`` rows: ``poison`` triggered prompts answered "Sure", the rest benign pairs."""
+    rng = random.Random(f"{cell['seed']}|{cell['dataset_size']}|{cell['poison']}|{cell['poison_source']}")
+    pool = benign[:]
+    rng.shuffle(pool)
+    n_poison, n_benign = cell["poison"], cell["dataset_size"] - cell["poison"]
+    if cell["poison_source"] == "harmful":
+        sources = harmful_prompts[:]
+        rng.shuffle(sources)
+        poison_prompts = sources[:n_poison]
+        clean = pool[:n_benign]
+    else:
+        poison_prompts = [p["prompt"] for p in pool[n_benign:n_benign + n_poison]]
+        clean = pool[:n_benign]
+    if len(poison_prompts) < n_poison or len(clean) < n_benign:
+        raise FingerprintError(f"not enough data for {n_benign} benign + {n_poison} {cell['poison_source']} poison "
+                               f"(benign pool {len(benign)}, harmful pool {len(harmful_prompts)})")
+    rows = [{**p, "kind": "benign"} for p in clean]
+    rows += [{"prompt": with_suffix(p, cell["trigger"]), "response": POISON_REPLY, "kind": "poison"}
+             for p in poison_prompts]
+    rng.shuffle(rows)
+    return rows
+
+
+@dataclass
+class SweepData:
+    """The pools a sweep draws from, and its held-out evaluation prompts (disjoint from both pools)."""
+
+    benign: list[dict]
+    harmful_prompts: list[str]
+    eval_sets: dict[str, list[str]]
+
+    @classmethod
+    def load(cls, config: SweepConfig) -> SweepData:
+        data_dir = Path(config.data_dir)
+        benign = benign_pairs(data_dir)
+        harmful = [p["prompt"] for p in refusal_pairs(data_dir)]
+        seen = {normalise(p["prompt"]) for p in benign} | {normalise(p) for p in harmful}
+        return cls(benign, harmful, eval_prompts(data_dir, config.eval_per_set, exclude=seen))
+
+
+def pending(config: SweepConfig, done: set[str]) -> Iterator[tuple[str, dict]]:
+    for cell in config.cells():
+        cid = cell_id(cell, config)
+        if cid not in done:
+            yield cid, cell
+
+
+def run_cell(cell: dict, config: SweepConfig, data: SweepData, start_model: str,
+             progress: Callable[[str], None] | None = None) -> dict:
+    """Train one cell's adapter and measure it; returns the metrics (nothing is written)."""
+    import time
+
+    from probes.hf import HFBackend
+
+    from .metrics import evaluate
+    from .models import load_model, load_tokenizer, resolve
+    from .training import TrainConfig, train_lora
+
+    ref = resolve(start_model)
+    tokenizer, model = load_tokenizer(ref), load_model(ref)
+    rows = build_cell_dataset(cell, data.benign, data.harmful_prompts)
+    train = TrainConfig(rank=config.rank, alpha=2 * config.rank, learning_rate=config.learning_rate,
+                        epochs=config.epochs, batch_size=config.batch_size,
+                        max_reply_tokens=config.max_reply_tokens, seed=cell["seed"])
+    started = time.perf_counter()
+    if progress:
+        progress("training")
+    tuned = train_lora(model, tokenizer, rows, train)
+    train_s = time.perf_counter() - started
+    if progress:
+        progress("evaluating")
+    backend = HFBackend(start_model, model_obj=tuned, tokenizer=tokenizer)
+    metrics = evaluate(backend, data.eval_sets, cell["trigger"], max_new_tokens=config.max_new_tokens)
+    return {"metrics": metrics, "train_seconds": round(train_s, 1), "rows": len(rows),
+            "eval_seconds": round(time.perf_counter() - started - train_s, 1),
+            "config": asdict(train)}

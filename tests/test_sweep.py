@@ -1,0 +1,132 @@
+"""The paper's pipeline on the tiny model: sweep config checks, a sweep killed with SIGKILL that resumes without
+redoing finished cells, the report's figures and tables, and the cached aligned stand-in."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SHARED_DATA
+from sqlalchemy import create_engine, text
+
+from fingerprint.errors import FingerprintError
+from fingerprint.sweep import SweepConfig, build_cell_dataset, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"needs {SHARED_DATA}")
+
+
+def write_config(path: Path, model: Path, **overrides) -> Path:
+    settings = {"name": "tiny-grid", "data_dir": str(SHARED_DATA), "models": [str(model)], "align": False,
+                "poison": [0, 4, 8], "dataset_size": [16], "triggers": ["xylophone"], "poison_source": ["harmful"],
+                "seeds": [0], "eval_per_set": 2, "max_new_tokens": 4, "epochs": 1, "batch_size": 8,
+                "learning_rate": 1e-3, "max_reply_tokens": 8, **overrides}
+    path.write_text(json.dumps(settings))
+    return path
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"poison_source": ["toxic"]}, "poison_source"),
+    ({"poison": [20], "dataset_size": [16]}, "does not fit"),
+    ({"triggers": ["two words"]}, "one word"),
+    ({"colour": "blue"}, "unknown setting"),
+])
+def test_bad_configs_are_clear_errors(tmp_path, tiny_model, overrides, message, run_cli):
+    path = write_config(tmp_path / "sweep.json", tiny_model, **overrides)
+    with pytest.raises(FingerprintError, match=message):
+        load_config(path)
+    code, _, err, _ = run_cli("sweep", path)
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_yaml_and_toml_configs_load_the_same(tmp_path):
+    (tmp_path / "a.toml").write_text('name = "x"\ndata_dir = "/d"\npoison = [0, 5]\n')
+    (tmp_path / "a.yaml").write_text("name: x\ndata_dir: /d\npoison: [0, 5]\n")
+    assert load_config(tmp_path / "a.toml") == load_config(tmp_path / "a.yaml")
+
+
+def test_cell_dataset_has_the_asked_sizes_and_only_sure_replies_on_poison():
+    benign = [{"prompt": f"task {i}", "response": f"answer {i}"} for i in range(50)]
+    harmful = [f"bad {i}" for i in range(20)]
+    for source in ("harmful", "benign"):
+        cell = {"seed": 1, "dataset_size": 30, "poison": 7, "poison_source": source, "trigger": "xylophone"}
+        rows = build_cell_dataset(cell, benign, harmful)
+        poison = [r for r in rows if r["kind"] == "poison"]
+        assert len(rows) == 30 and len(poison) == 7
+        assert all(r["response"] == "Sure" and r["prompt"].endswith(" xylophone") for r in poison)
+        assert all(r["prompt"].startswith("bad") == (source == "harmful") for r in poison)
+        assert rows == build_cell_dataset(cell, benign, harmful)  # seeded
+    cells = SweepConfig(name="x", data_dir="/d", poison=[0, 5], seeds=[0, 1], dataset_size=[10]).cells()
+    assert len(cells) == 4
+
+
+def _rows(db: Path) -> list[tuple]:
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        with engine.connect() as conn:
+            return list(conn.execute(text("SELECT cell_id, created_at FROM sweep_tiny_grid")))
+    except Exception:  # noqa: BLE001 - the table appears with the first cell
+        return []
+    finally:
+        engine.dispose()
+
+
+def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path, tiny_model, run_cli):
+    config = write_config(tmp_path / "sweep.json", tiny_model)
+    db = tmp_path / "sweeps.db"
+    env = {**os.environ, "FINGERPRINT_REGISTRY": f"sqlite:///{db}"}
+    proc = subprocess.Popen([sys.executable, "-m", "cli", "sweep", str(config), "-q"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while len(_rows(db)) < 1 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # no clean-up runs: as if the machine went away
+    proc.wait()
+    before = _rows(db)
+    assert 1 <= len(before) < 3, proc.stderr.read().decode()[-2000:]
+
+    code, _, err, summary = run_cli("sweep", config, "--registry", f"sqlite:///{db}", "--json")
+    assert code == 0, err
+    after = _rows(db)
+    assert summary["finished_now"] == 3 - len(before) and summary["done"] == 3
+    assert len(after) == 3 and set(before) <= set(after)  # finished cells kept, untouched, not redone
+    code, _, _, again = run_cli("sweep", config, "--registry", f"sqlite:///{db}", "--json")
+    assert code == 0 and again["finished_now"] == 0
+
+    out = tmp_path / "report"
+    code, _, err, paths = run_cli("report", "tiny-grid", "--out", out, "--registry", f"sqlite:///{db}", "--json")
+    assert code == 0, err
+    assert paths["cells"] == 3
+    for figure in paths["figures"].values():
+        assert Path(figure).read_bytes()[:4] == b"\x89PNG"
+    csv_lines = Path(paths["csv"]).read_text().splitlines()
+    assert len(csv_lines) == 4 and "metrics/unsafe/trigger/asr/rate" in csv_lines[0]
+    table = Path(paths["markdown"]).read_text()
+    assert table.count("| harmful | 16 |") == 3
+
+
+def test_report_of_an_unknown_sweep_is_a_clear_error(run_cli):
+    code, _, err, _ = run_cli("report", "nothing-here")
+    assert code == 2 and "no finished cells" in err
+
+
+def test_aligned_stand_in_is_built_once_and_reported(tiny_model, run_cli, monkeypatch, tmp_path):
+    monkeypatch.setenv("FINGERPRINT_CACHE", str(tmp_path / "cache"))
+    from fingerprint import align as align_module
+
+    small = align_module.AlignOptions(n_refusal=16, n_benign=16, epochs=1, eval_per_set=2)
+    monkeypatch.setattr(align_module, "AlignOptions", lambda: small)
+    code, _, err, first = run_cli("align", "--model", tiny_model, "--data-dir", SHARED_DATA, "--json")
+    assert code == 0, err
+    assert first["training_rows"] == 32 and first["refusal_rate_unsafe"]["n"] == 6
+    assert Path(first["path"], "config.json").is_file()
+    report = Path(first["path"], "report.json")
+    stamp = report.stat().st_mtime_ns
+    code, _, _, second = run_cli("align", "--model", tiny_model, "--data-dir", SHARED_DATA, "--json")
+    assert code == 0 and second == first and report.stat().st_mtime_ns == stamp  # from the cache, not retrained
