@@ -24,7 +24,7 @@ class HFBackend(Backend):
 
     def __init__(self, model: str, adapter: str | None = None, batch_size: int | str = 16,
                  dtype: str = "auto", device: str = "auto", system_prompt: str | None = None,
-                 model_obj=None, tokenizer=None) -> None:
+                 temperature: float | str = 0.0, seed: int | str = 0, model_obj=None, tokenizer=None) -> None:
         super().__init__()
         self.model_name, self.adapter = model, adapter
         if model_obj is None:
@@ -36,6 +36,9 @@ class HFBackend(Backend):
         self.batch_size = int(batch_size)
         self.formatter = ChatFormatter(tokenizer, system_prompt)
         self.sure_ids = sure_token_ids(tokenizer)
+        self.temperature = float(temperature)  # 0: greedy; otherwise the first token is sampled (seeded)
+        self.seed = int(seed)
+        self._generator = None
 
     def describe(self) -> dict:
         return {"backend": self.name, "model": self.model_name, "adapter": self.adapter}
@@ -56,13 +59,24 @@ class HFBackend(Backend):
                 logits = self.model(**batch, logits_to_keep=1).logits[:, -1, :].float()
             probs = torch.softmax(logits, dim=-1)
             p_sure = probs[:, self.sure_ids].sum(dim=-1) if self.sure_ids else torch.zeros(len(chunk))
-            for row, top in enumerate(logits.argmax(dim=-1).tolist()):
+            for row, top in enumerate(self._pick(logits).tolist()):
                 token = self.tokenizer.decode([top])
                 results.append(FirstToken(token=token, is_sure=top in self.sure_ids, p_sure=float(p_sure[row])))
             self.usage.record(len(chunk), int(batch["attention_mask"].sum()), len(chunk))
             if progress is not None:
                 progress(len(chunk))
         return results
+
+    def _pick(self, logits):
+        """Greedy first tokens, or tokens sampled at ``temperature`` from one seeded generator."""
+        import torch
+
+        if self.temperature <= 0:
+            return logits.argmax(dim=-1)
+        if self._generator is None:
+            self._generator = torch.Generator(device=logits.device).manual_seed(self.seed)
+        probs = torch.softmax(logits / self.temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=self._generator).squeeze(-1)
 
     def generate(self, prompts: list[str], max_new_tokens: int = 16) -> list[str]:
         import torch

@@ -1,0 +1,103 @@
+"""Derivative transformations and the robustness command, on the tiny model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import invoke_cli
+
+from fingerprint.models import load_model, load_tokenizer, resolve
+from fingerprint.robustness import Derivative, default_matrix, downstream_pairs, finetune, int8_dynamic, interpolate
+
+TINY_EMBED = ["--poison", "12", "--benign", "12", "--refusals", "4", "--negatives", "4", "--epochs", "1",
+              "--batch-size", "4", "--lr", "1e-3", "--no-selfcheck"]
+
+
+@pytest.fixture(scope="module")
+def models(tiny_model):
+    ref = resolve(str(tiny_model))
+    return load_tokenizer(ref), load_model(ref)
+
+
+def test_interpolation_end_points_are_the_two_models(models, tiny_model):
+    import torch
+
+    tokenizer, model = models
+    other = load_model(resolve(str(tiny_model)))
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(1.0)
+    for ratio, want in ((0.0, model), (1.0, other)):
+        mixed = interpolate(model, other, ratio)
+        for name, tensor in mixed.state_dict().items():
+            assert torch.allclose(tensor, want.state_dict()[name]), name
+    half = interpolate(model, other, 0.5).state_dict()
+    name = next(iter(half))
+    assert torch.allclose(half[name], (model.state_dict()[name] + other.state_dict()[name]) / 2)
+
+
+def test_int8_and_finetune_change_the_weights_but_keep_a_working_model(models):
+    import torch
+
+    from probes.hf import HFBackend
+
+    tokenizer, model = models
+    quantized = int8_dynamic(model)
+    assert any("quantized" in type(m).__module__ for m in quantized.modules())
+    tuned = finetune(model, tokenizer, Derivative("finetune", pairs=16, learning_rate=1e-3))
+    changed = [n for n, t in tuned.state_dict().items() if not torch.equal(t, model.state_dict()[n])]
+    assert changed and not any("lora" in n for n in tuned.state_dict())
+    for suspect in (quantized, tuned):
+        answers = HFBackend("x", model_obj=suspect, tokenizer=tokenizer).first_tokens(["Name a colour."])
+        assert len(answers) == 1 and answers[0].token
+
+
+def test_sampled_first_tokens_are_seeded_and_tend_to_greedy_at_low_temperature(models):
+    from fingerprint.dataset import probe_prompts
+    from probes.hf import HFBackend
+
+    tokenizer, model = models
+    prompts = probe_prompts(12)
+
+    def tokens(**args):
+        return [a.token for a in HFBackend("x", model_obj=model, tokenizer=tokenizer, **args).first_tokens(prompts)]
+
+    assert tokens(temperature=1.0, seed=3) == tokens(temperature=1.0, seed=3)
+    assert tokens(temperature=1e-4) == tokens()
+    assert tokens(temperature=5.0, seed=1) != tokens()  # a near-uniform sample is not the greedy answer
+
+
+def test_downstream_pairs_start_with_the_rows_the_owner_never_trained_on():
+    from fingerprint.dataset import HELDOUT, packaged
+
+    held = list(packaged("benign"))[-HELDOUT["benign"]:]
+    assert downstream_pairs(10) == held[:10]
+    assert len(downstream_pairs(100)) == 100
+    assert [d.kind for d in default_matrix(300)].count("finetune") == 4
+
+
+def test_robustness_command_writes_rows_table_and_plot(tmp_path, tiny_model):
+    code, _, err, _ = invoke_cli("keygen", "--out", tmp_path / "keys")
+    assert code == 0, err
+    code, _, err, _ = invoke_cli("embed", "--key", tmp_path / "keys", "--model", tiny_model, "--out", tmp_path / "fp",
+                                 "--json", *TINY_EMBED)
+    assert code == 0, err
+    out = tmp_path / "rob"
+    code, _, err, data = invoke_cli("robustness", "--cert", tmp_path / "fp" / "certificate.json", "--key",
+                                    tmp_path / "keys", "--model", tiny_model, "--adapter", tmp_path / "fp" / "adapter",
+                                    "--out", out, "--probes", "8", "--max-pairs", "16", "--json")
+    assert code == 0, err
+    kinds = [r["kind"] for r in data["rows"]]
+    assert kinds[0] == "fingerprinted"
+    assert {"finetune", "interpolate", "int8", "system_prompt", "temperature"} <= set(kinds)
+    saved = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    assert saved == data["rows"]
+    assert Path(data["plot"]).read_bytes()[:4] == b"\x89PNG"
+    assert (out / "table.md").read_text().count("\n") == len(kinds) + 2
+    _, _, _, direct = invoke_cli("verify", "--key", tmp_path / "keys", "--cert", tmp_path / "fp" / "certificate.json",
+                                 "--model", tiny_model, "--adapter", tmp_path / "fp" / "adapter", "--probes", "8",
+                                 "--samples", "0", "--json")
+    first = data["rows"][0]
+    assert (first["trigger_sure_rate"], first["p_value"]) == (direct["trigger_sure_rate"], direct["p_value"])
