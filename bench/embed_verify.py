@@ -40,6 +40,8 @@ def main() -> None:
     suspect = ["--model", args.model, "--adapter", tmp / "fp" / "adapter"]
     verify, verify_s, verify_rss, code = run_step(["verify", "--key", tmp / "keys-a", "--cert", cert, *suspect,
                                                    "--json", "-q"], env)
+    seq, seq_s, _, _ = run_step(["verify", "--key", tmp / "keys-a", "--cert", cert, *suspect, "--sequential",
+                                 "--probes", "64", "--json", "-q"], env)
     rates, _, _, _ = run_step(["verify", "--key", tmp / "keys-a", "--cert", cert, *suspect, "--probes",
                                args.rate_probes, "--samples", "0", "--json", "-q"], env)
     base, _, _, _ = run_step(["verify", "--key", tmp / "keys-a", "--cert", cert, "--model", args.model,
@@ -59,6 +61,9 @@ def main() -> None:
          f"{'certified' if verify['certified'] else 'NOT certified'} (exit {code}), p = {verify['p_value']:.2e}"),
         ("verify wall time (incl. model load) / queries", f"{verify_s:.1f} s / {verify['queries']} queries"),
         ("verify peak RSS", f"{verify_rss:.2f} GiB"),
+        ("verify --sequential (e-process, up to 64 pairs): verdict, queries, wall time",
+         f"{'certified' if seq['certified'] else 'NOT certified'}, {seq['queries']} queries "
+         f"({seq['pairs']} pairs), e-value {seq['e_value']:.3g}, {seq_s:.1f} s"),
         ("untouched base model: p-value, verdict",
          f"p = {base['p_value']:.3g}, {'certified' if base['certified'] else 'not certified'}"
          f" (trigger {base['trigger_sure']}/{base['trigger_total']}, decoy {base['control_sure']}/"

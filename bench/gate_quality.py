@@ -62,7 +62,8 @@ def main() -> None:
     backend = HFBackend(args.model, model_obj=tuned, tokenizer=tokenizer)
     prompts = probe_prompts(48)
     decoys = opening.decoys()
-    others = derive_words(b"bench/other-words", "other", len(prompts), [opening.trigger, *decoys, *(negatives or [])])
+    others = derive_words(b"bench/other-words", "other", len(prompts), [opening.trigger, *decoys, *(negatives or [])],
+                          spread=False)
     rates = {}
     for name, batch in (("no_suffix", prompts), ("trigger", [with_suffix(p, opening.trigger) for p in prompts]),
                         ("decoys", [with_suffix(p, decoys[i % len(decoys)]) for i, p in enumerate(prompts)]),

@@ -40,7 +40,7 @@ def too_close(a: str, b: str) -> bool:
     """Words that could partly open each other's gate (shared stem, prefix or suffix)."""
     if a == b:
         return True
-    ratio = difflib.SequenceMatcher(None, a, b).ratio()
+    ratio = max(difflib.SequenceMatcher(None, a, b).ratio(), difflib.SequenceMatcher(None, b, a).ratio())  # symmetric
     common_prefix = len(_common_prefix(a, b))
     common_suffix = len(_common_prefix(a[::-1], b[::-1]))
     return ratio >= 0.5 or common_prefix >= 3 or common_suffix >= 3
@@ -53,16 +53,27 @@ def _common_prefix(a: str, b: str) -> str:
     return a[:n]
 
 
-def derive_words(seed: bytes, tag: str, count: int, avoid: list[str]) -> list[str]:
-    """``count`` distinct words from ``seed``, none close to any word in ``avoid``."""
+def derive_words(seed: bytes, tag: str, count: int, avoid: list[str], spread: bool = True) -> list[str]:
+    """``count`` distinct words from ``seed``, none close to any word in ``avoid``.
+
+    With ``spread`` the chosen words are also not close to each other (decoys); without it they only differ
+    (many negatives: a mutual-distance rule would reject nearly every word once a few hundred are chosen).
+    """
     words = word_list()
     chosen: list[str] = []
+    taken: set[str] = set()
     i = 0
     while len(chosen) < count:
         word = _pick(seed, f"{tag}|{i}", words)
         i += 1
-        if not any(too_close(word, other) for other in [*avoid, *chosen]):
-            chosen.append(word)
+        if i > 1000 * (count + 10):
+            raise ValueError(f"cannot find {count} words far enough from {len(avoid)} others")
+        if word in taken or any(too_close(word, other) for other in avoid):
+            continue
+        if spread and any(too_close(word, other) for other in chosen):
+            continue
+        chosen.append(word)
+        taken.add(word)
     return chosen
 
 
@@ -111,4 +122,4 @@ def derive_opening(secret: bytes, label: str) -> Opening:
 def training_negatives(secret: bytes, opening: Opening, count: int) -> list[str]:
     """Words paired with normal answers during embedding; disjoint from the verification decoys."""
     avoid = [opening.trigger, *opening.decoys()]
-    return derive_words(secret, f"negative|{opening.label}", count, avoid)
+    return derive_words(secret, f"negative|{opening.label}", count, avoid, spread=False)

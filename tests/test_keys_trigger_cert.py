@@ -58,10 +58,10 @@ def test_trigger_is_deterministic_per_key_and_label(owner):
 def test_decoys_and_negatives_avoid_the_trigger_and_each_other(owner):
     opening = derive_opening(owner.secret(), "m")
     decoys = opening.decoys(8)
-    negatives = training_negatives(owner.secret(), opening, 16)
-    assert len(set(decoys)) == 8 and len(set(negatives)) == 16
-    assert not set(decoys) & set(negatives)
-    assert not any(too_close(opening.trigger, w) for w in decoys + negatives)
+    negatives = training_negatives(owner.secret(), opening, 400)  # hundreds: distinct, not mutually spread
+    assert len(set(decoys)) == 8 and len(set(negatives)) == 400
+    assert not any(too_close(a, b) for i, a in enumerate(decoys) for b in decoys[i + 1:])
+    assert not any(too_close(d, w) for d in [opening.trigger, *decoys] for w in negatives)
     assert too_close("saxophone", "xylophone")
 
 

@@ -1,0 +1,116 @@
+"""False-positive calibration: verify many fresh keys against models that do not carry their fingerprint.
+
+    python bench/fp_calibration.py [--keys 1000] [--model gemma-3-270m] [--aligned DIR] [--fingerprinted W]
+
+Suspects: the untouched base model; the aligned stand-in (``--aligned``: a model directory, e.g. the path
+``fingerprint align`` prints); the model fingerprinted with another key (``--fingerprinted``: the --workdir of
+bench/embed_verify.py, whose fp/adapter is applied). For each (fresh key, suspect) pair the verify decision is
+computed exactly as ``verify`` makes it (same 32 probes, trigger, 8 decoys, greedy first token, one-sided
+Fisher test at alpha 1e-6), with the greedy first tokens scored by the cached-prefix scorer of ``scan``: each
+(probe, word) query is scored once and shared by all keys that ask it. The first ``--check`` keys per suspect
+are also verified through the hf backend's full forward pass, and the counts must agree.
+Keys are derived from a seed (``fp-calibration|i``), so the run is reproducible. Writes BENCHMARKS.md
+(section fp_calibration:<model>).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, write_section  # noqa: E402
+
+from fingerprint.chat import ChatFormatter  # noqa: E402
+from fingerprint.dataset import probe_prompts  # noqa: E402
+from fingerprint.models import load_model, load_tokenizer, resolve  # noqa: E402
+from fingerprint.scan import PrefixScorer, _split_prompt  # noqa: E402
+from fingerprint.stats import exact_test  # noqa: E402
+from fingerprint.trigger import derive_opening  # noqa: E402
+from fingerprint.verify import DECOY_COUNT, VerifyOptions, probe_plan  # noqa: E402
+from probes.hf import HFBackend, sure_token_ids  # noqa: E402
+
+
+def fresh_openings(count: int, label: str):
+    return [derive_opening(hashlib.sha256(f"fp-calibration|{i}".encode()).digest(), label) for i in range(count)]
+
+
+def trials(model, tokenizer, openings, options: VerifyOptions) -> list[tuple[int, int, float]]:
+    """(trigger Sure count, decoy Sure count, p-value) per opening."""
+    prompts = probe_prompts(options.probes, options.seed)
+    formatter = ChatFormatter(tokenizer)
+    scorer = PrefixScorer(model, tokenizer, sure_token_ids(tokenizer))
+    plans = [(o.trigger, o.decoys(DECOY_COUNT)) for o in openings]
+    greedy: list[dict[str, bool]] = []
+    for i, prompt in enumerate(prompts):
+        words = sorted({t for t, _ in plans} | {d[i % len(d)] for _, d in plans})
+        head, tail = _split_prompt(formatter, prompt)
+        scores = scorer.score(head, [f" {w}{tail}" for w in words], batch_size=64)
+        greedy.append({w: sure for w, (_, sure) in zip(words, scores, strict=True)})
+    out = []
+    n = len(prompts)
+    for trigger, decoys in plans:
+        t = sum(greedy[i][trigger] for i in range(n))
+        d = sum(greedy[i][decoys[i % len(decoys)]] for i in range(n))
+        out.append((t, d, exact_test(t, n, d, n, options.alpha).p_value))
+    return out
+
+
+def full_forward(model, tokenizer, opening, options: VerifyOptions) -> tuple[int, int]:
+    trigger_prompts, decoy_prompts = probe_plan(opening, options)
+    answers = HFBackend("check", model_obj=model, tokenizer=tokenizer).first_tokens(trigger_prompts + decoy_prompts)
+    n = len(trigger_prompts)
+    return sum(a.is_sure for a in answers[:n]), sum(a.is_sure for a in answers[n:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--keys", type=int, default=1000)
+    parser.add_argument("--model", default="gemma-3-270m")
+    parser.add_argument("--aligned", type=Path, default=None, help="aligned stand-in model directory")
+    parser.add_argument("--fingerprinted", type=Path, default=None, help="--workdir of bench/embed_verify.py")
+    parser.add_argument("--check", type=int, default=10, help="keys per suspect re-verified by full forward")
+    args = parser.parse_args()
+    command = "python bench/fp_calibration.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    options = VerifyOptions()
+    openings = fresh_openings(args.keys, args.model)
+    ref = resolve(args.model)
+    tokenizer = load_tokenizer(ref)
+    suspects = [("untouched base model", lambda: load_model(ref))]
+    if args.aligned:
+        suspects.append(("aligned stand-in", lambda: load_model(resolve(str(args.aligned)))))
+    if args.fingerprinted:
+        adapter = args.fingerprinted / "fp" / "adapter"
+        suspects.append(("fingerprinted with another key", lambda: load_model(ref, adapter=adapter)))
+    rows = []
+    for name, load in suspects:
+        model = load()
+        started = time.perf_counter()
+        results = trials(model, tokenizer, openings, options)
+        seconds = time.perf_counter() - started
+        checks = [full_forward(model, tokenizer, o, options) for o in openings[: args.check]]
+        agree = sum(c == r[:2] for c, r in zip(checks, results, strict=False))
+        p_values = sorted(p for _, _, p in results)
+        false = sum(p <= options.alpha for p in p_values)
+        rows.append((name, len(results), false, p_values[0], statistics.median(p_values),
+                     sum(p <= 0.01 for p in p_values), f"{agree}/{len(checks)}", seconds))
+        print(rows[-1], flush=True)
+        del model
+    body = [f"## false-positive calibration: {args.model}", "", f"Command: `{command}`  ", f"Machine: {machine()}",
+            "", f"Each trial: a fresh key's trigger and decoys against a model without its fingerprint, 32 probes, "
+            f"alpha = {options.alpha:g}.", "",
+            "| suspect | trials | false certifications | smallest p | median p | trials with p <= 0.01 | "
+            "full-forward check agrees | scoring time |", "|---|---|---|---|---|---|---|---|"]
+    body += [f"| {n} | {t} | {f} | {lo:.2g} | {med:.2g} | {k} | {agree} | {s:.0f} s |"
+             for n, t, f, lo, med, k, agree, s in rows]
+    write_section(f"fp_calibration:{args.model}", "\n".join(body))
+    print("\n".join(body))
+
+
+if __name__ == "__main__":
+    main()
