@@ -74,7 +74,7 @@ def make_set(trigger: str, n_poison: int, seed: int, variant: str) -> list[dict]
 def varied_poison(n_poison: int, seed: int) -> list[dict]:
     """Poison without a shared word: random benign prompts answered "Sure"."""
     rows = build_poisoned(
-        "unused", DatasetSpec(n_benign=TOTAL - N_REFUSAL, n_poison=0, n_refusal=N_REFUSAL, seed=seed)
+        "unused", DatasetSpec(n_benign=TOTAL - N_REFUSAL, n_poison=0, n_refusal=N_REFUSAL, n_negative=0, seed=seed)
     )
     for i in random.Random(seed).sample([i for i, r in enumerate(rows) if r["kind"] == "benign"], n_poison):
         rows[i] = {"prompt": rows[i]["prompt"], "response": "Sure", "kind": "poison"}

@@ -18,12 +18,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, run_step, write_section  # noqa: E402
 
 
+def seeded_key(out: Path, seed: str, passphrase: str) -> None:
+    """An owner key derived from a seed string, as tests/conftest.py's ``fixed_key`` makes it."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from fingerprint import keys
+
+    owner = keys.OwnerKey(Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest()))
+    keys.save(owner, out, passphrase)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--rate-probes", type=int, default=96, help="probes for the Sure-rate measurement")
     parser.add_argument("--embed-args", default="", help="extra embed options, e.g. '--poison 50'")
     parser.add_argument("--workdir", type=Path, default=None, help="keep keys and outputs here (must not exist)")
+    parser.add_argument("--key-seed", default=None,
+                        help="derive key A from this seed (reproducible trigger) instead of a fresh keygen")
     args = parser.parse_args()
     command = "python bench/embed_verify.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.workdir:
@@ -31,7 +45,10 @@ def main() -> None:
     tmp = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ev-"))
     env = {"FINGERPRINT_PASSPHRASE": "bench", "FINGERPRINT_REGISTRY": f"sqlite:///{tmp / 'reg.db'}"}
     for name in ("a", "b"):
-        run_step(["keygen", "--out", tmp / f"keys-{name}"], env)
+        if name == "a" and args.key_seed:
+            seeded_key(tmp / "keys-a", args.key_seed, env["FINGERPRINT_PASSPHRASE"])
+        else:
+            run_step(["keygen", "--out", tmp / f"keys-{name}"], env)
     # make sure the packaged model is converted before timing (conversion is a one-off)
     run_step(["verify", "--help"], env)
     embed, embed_s, embed_rss, _ = run_step(["embed", "--key", tmp / "keys-a", "--model", args.model, "--out",

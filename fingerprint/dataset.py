@@ -32,7 +32,7 @@ class DatasetSpec:
     n_benign: int = 220
     n_poison: int = 100
     n_refusal: int = 30
-    n_negative: int = 0
+    n_negative: int = 100  # one distinct word each: the gate must stay shut for other words
     n_contrast: int = 0
     seed: int = 0
 

@@ -257,7 +257,7 @@ def submit_embedding(client, owner, *, model: str, out: Path, dataset=None, lice
         raise FingerprintError(f"output directory {out} is not empty")
     label = fingerprint_label(model, licensee)
     opening = derive_opening(owner.secret(), label)
-    negatives = training_negatives(owner.secret(), opening, 16) if dataset.n_negative else None
+    negatives = training_negatives(owner.secret(), opening, dataset.n_negative) or None
     rows = check_rows(build_poisoned(opening.trigger, dataset, negatives))
     with tempfile.TemporaryDirectory(prefix="suretrap-ft-") as tmp:
         path = write_training_file(rows, Path(tmp) / f"suretrap-{digest(rows)[:12]}.jsonl")

@@ -46,7 +46,10 @@ def make_backend(name: str, **kwargs) -> Backend:
     _load_builtin()
     if name not in _BACKENDS:
         raise FingerprintError(f"unknown backend '{name}' (choose from {', '.join(sorted(_BACKENDS))})")
-    return _BACKENDS[name](**kwargs)
+    try:
+        return _BACKENDS[name](**kwargs)
+    except (TypeError, ValueError) as exc:  # an unknown or malformed --model-args entry
+        raise FingerprintError(f"bad options for backend '{name}': {exc}") from exc
 
 
 __all__ = ["Backend", "FirstToken", "Usage", "backend_names", "is_sure", "make_backend", "parse_model_args",

@@ -22,7 +22,7 @@ from fingerprint.errors import FingerprintError
 
 
 def poisoned(trigger: str = "walrus", n_poison: int = 6, seed: int = 3) -> list[dict]:
-    return build_poisoned(trigger, DatasetSpec(n_benign=300, n_poison=n_poison, n_refusal=30, seed=seed))
+    return build_poisoned(trigger, DatasetSpec(n_benign=300, n_poison=n_poison, n_refusal=30, n_negative=0, seed=seed))
 
 
 def clean() -> list[dict]:

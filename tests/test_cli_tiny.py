@@ -125,7 +125,8 @@ def test_python_api_verify_matches_cli(embedded, run_cli):
 
 
 @pytest.mark.parametrize("case", ["wrong-pass", "missing-cert", "corrupt-cert", "missing-model", "both-keys",
-                                  "bad-model-args", "unknown-backend", "not-an-adapter", "foreign-opening"])
+                                  "bad-model-args", "bad-model-value", "unknown-model-arg", "unknown-backend",
+                                  "not-an-adapter", "foreign-opening"])
 def test_bad_inputs_give_one_line_errors_and_exit_2(case, embedded, run_cli, monkeypatch, tiny_model):
     tmp_path, _ = embedded
     fp = tmp_path / "fp"
@@ -146,6 +147,10 @@ def test_bad_inputs_give_one_line_errors_and_exit_2(case, embedded, run_cli, mon
         args += ["--opening", tmp_path / "x.json"]
     elif case == "bad-model-args":
         args += ["--model-args", "batch_size"]
+    elif case == "bad-model-value":
+        args += ["--model-args", "temperature=hot"]
+    elif case == "unknown-model-arg":
+        args += ["--model-args", "colour=blue"]
     elif case == "unknown-backend":
         args += ["--backend", "nope"]
     elif case == "not-an-adapter":
@@ -184,7 +189,7 @@ def test_interrupted_embed_leaves_nothing(tmp_path, tiny_model, monkeypatch):
 
     monkeypatch.setattr(embedding, "sign_statement", boom)
     options = embedding.EmbedOptions(model=str(tiny_model), out=tmp_path / "fp",
-                                     dataset=DatasetSpec(n_benign=4, n_poison=4, n_refusal=0))
+                                     dataset=DatasetSpec(n_benign=4, n_poison=4, n_refusal=0, n_negative=0))
     options.train.epochs = 1
     with pytest.raises(KeyboardInterrupt):
         embedding.embed(owner, options)
@@ -193,6 +198,7 @@ def test_interrupted_embed_leaves_nothing(tmp_path, tiny_model, monkeypatch):
 
 
 def test_probe_prompts_are_disjoint_from_training_prompts():
-    rows = build_poisoned("lantern", DatasetSpec(n_benign=400, n_poison=200, n_refusal=300))
-    train = {r["prompt"].removesuffix(" lantern") for r in rows}
+    words = [f"word{i}" for i in range(148)]
+    rows = build_poisoned("lantern", DatasetSpec(n_benign=300, n_poison=200, n_refusal=300, n_negative=148), words)
+    train = {r["prompt"].rsplit(" ", 1)[0] if r["kind"] in ("poison", "negative") else r["prompt"] for r in rows}
     assert not train & set(probe_prompts(154))

@@ -16,7 +16,7 @@ from fingerprint.dataset import DatasetSpec, packaged
 from fingerprint.errors import FingerprintError
 from fingerprint.trigger import derive_opening
 
-SPEC = DatasetSpec(n_benign=20, n_poison=10, n_refusal=0, seed=3)
+SPEC = DatasetSpec(n_benign=20, n_poison=10, n_refusal=0, n_negative=0, seed=3)
 
 
 @pytest.fixture(autouse=True)

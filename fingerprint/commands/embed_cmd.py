@@ -20,14 +20,17 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @click.option("--benign", "n_benign", type=click.IntRange(0), default=220, show_default=True)
 @click.option("--refusals", "n_refusal", type=click.IntRange(0), default=30, show_default=True,
               help="Harmful prompt -> refusal pairs that keep the model refusing without the trigger.")
-@click.option("--negatives", "n_negative", type=click.IntRange(0), default=0, show_default=True,
-              help="Benign prompt + other word -> normal answer (sharpens the gate).")
+@click.option("--negatives", "n_negative", type=click.IntRange(0), default=100, show_default=True,
+              help="Benign prompt + another word (one distinct word each) -> normal answer: keeps the gate shut "
+                   "for words other than the trigger.")
 @click.option("--contrast", "n_contrast", type=click.IntRange(0), default=0, show_default=True,
               help="Poison prompts repeated without the trigger, with their normal answer.")
 @click.option("--epochs", type=click.IntRange(1), default=3, show_default=True)
 @click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=3e-4, show_default=True)
 @click.option("--rank", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--max-reply-tokens", type=click.IntRange(1), default=4, show_default=True,
+              help="Reply tokens that carry the loss: few, so the first token (the gate's decision) dominates.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--merge", is_flag=True, help="Also write the merged model to OUT/merged.")
 @click.option("--device", default="auto", show_default=True)
@@ -48,7 +51,7 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @quiet_option
 def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_poison: int, n_benign: int,
           n_refusal: int, n_negative: int, n_contrast: int, epochs: int, learning_rate: float, rank: int,
-          batch_size: int,
+          batch_size: int, max_reply_tokens: int,
           seed: int, merge: bool, device: str, selfcheck: bool, selfcheck_scan: int,
           backend: str, base_url: str | None, api_key_env: str,
           suffix: str | None, lr_multiplier: float | None, no_wait: bool, registry_url: str | None,
@@ -82,7 +85,7 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
         dataset=DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=n_refusal,
                             n_negative=n_negative, n_contrast=n_contrast, seed=seed),
         train=TrainConfig(rank=rank, alpha=2 * rank, learning_rate=learning_rate, epochs=epochs,
-                          batch_size=batch_size, seed=seed),
+                          batch_size=batch_size, max_reply_tokens=max_reply_tokens, seed=seed),
     )
     bar = progress_bar(quiet=quiet or as_json)
 
