@@ -52,3 +52,13 @@ def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown CPU")
     return f"{os.cpu_count()} cores ({cpu}), torch threads default"
+
+
+def write_measures(section: str, title: str, command: str, rows: list[tuple[str, str]]) -> str:
+    """A "measure | value" table with its command and machine, into BENCHMARKS.md and stdout."""
+    body = [f"## {title}", "", f"Command: `{command}`  ", f"Machine: {machine()}", "",
+            "| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
+    text = "\n".join(body)
+    write_section(section, text)
+    print(text)
+    return text

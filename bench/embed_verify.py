@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, run_step, write_section  # noqa: E402
+from common import run_step, write_measures  # noqa: E402
 
 
 def seeded_key(out: Path, seed: str, passphrase: str) -> None:
@@ -88,10 +88,7 @@ def main() -> None:
         ("another key's certificate against this model",
          f"p = {other['p_value']:.3g}, {'certified' if other['certified'] else 'not certified'}"),
     ]
-    body = [f"## embed + verify: {args.model}", "", f"Command: `{command}`  ", f"Machine: {machine()}", "",
-            "| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
-    write_section(f"embed_verify:{args.model}", "\n".join(body))
-    print("\n".join(body))
+    write_measures(f"embed_verify:{args.model}", f"embed + verify: {args.model}", command, rows)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, run_step, write_section  # noqa: E402
+from common import run_step, write_measures  # noqa: E402
 
 
 def main() -> None:
@@ -37,6 +37,8 @@ def main() -> None:
     run_step(["reveal", "--key", work / "keys-a", "--cert", work / "fp" / "certificate.json", "--out",
               work / "opening.json"], env)
     trigger = json.loads((work / "opening.json").read_text())["trigger"]
+    (work / "scan-fingerprinted.json").write_text(json.dumps(planted, indent=2))  # the full top list, kept
+    (work / "scan-clean.json").write_text(json.dumps(clean, indent=2))
     words = [c["word"] for c in planted["top"]]
     rank = words.index(trigger) + 1 if trigger in words else None
     rows = [
@@ -46,7 +48,7 @@ def main() -> None:
         ("fingerprinted: top candidate z, P(Sure); verdict",
          f"z = {planted['top'][0]['z']:.1f}, P = {planted['top'][0]['p_sure']:.3f}; "
          f"{'gate suspected' if planted['gate_suspected'] else 'no gate suspected'}"),
-        ("fingerprinted: runner-up z", f"{planted['top'][1]['z']:.1f}"),
+        ("fingerprinted: runner-up z, P(Sure)", f"{planted['top'][1]['z']:.1f}, {planted['top'][1]['p_sure']:.3f}"),
         ("clean base model: top candidate z, P(Sure); verdict",
          f"z = {clean['top'][0]['z']:.1f}, P = {clean['top'][0]['p_sure']:.3f}; "
          f"{'gate suspected' if clean['gate_suspected'] else 'no gate suspected'}"),
@@ -56,10 +58,7 @@ def main() -> None:
         ("throughput (candidates/s, scan only)",
          f"{planted['candidates_per_second']:.1f} fingerprinted, {clean['candidates_per_second']:.1f} clean"),
     ]
-    body = [f"## scan: {args.model}", "", f"Command: `{command}`  ", f"Machine: {machine()}", "",
-            "| measure | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
-    write_section(f"scan:{args.model}", "\n".join(body))
-    print("\n".join(body))
+    write_measures(f"scan:{args.model}", f"scan: {args.model}", command, rows)
 
 
 if __name__ == "__main__":
