@@ -101,3 +101,21 @@ def test_robustness_command_writes_rows_table_and_plot(tmp_path, tiny_model):
                                  "--samples", "0", "--json")
     first = data["rows"][0]
     assert (first["trigger_sure_rate"], first["p_value"]) == (direct["trigger_sure_rate"], direct["p_value"])
+
+    # rerunning resumes: finished rows are kept, nothing is measured again
+    lines = (out / "rows.jsonl").read_text().splitlines()
+    (out / "rows.jsonl").write_text("\n".join(lines[:3]) + "\n")  # as if interrupted after three rows
+    code, _, err, again = invoke_cli("robustness", "--cert", tmp_path / "fp" / "certificate.json", "--key",
+                                     tmp_path / "keys", "--model", tiny_model, "--adapter",
+                                     tmp_path / "fp" / "adapter", "--out", out, "--probes", "8", "--max-pairs", "16",
+                                     "--json")
+    assert code == 0, err
+    assert again["rows"][:3] == data["rows"][:3] and len(again["rows"]) == len(data["rows"])
+    assert [r["derivative"] for r in again["rows"]] == [r["derivative"] for r in data["rows"]]
+    other = [json.loads(line) for line in lines[:1]]
+    other[0]["certificate_id"] = "0" * 64
+    (out / "rows.jsonl").write_text(json.dumps(other[0]) + "\n")
+    code, _, err, _ = invoke_cli("robustness", "--cert", tmp_path / "fp" / "certificate.json", "--key",
+                                 tmp_path / "keys", "--model", tiny_model, "--adapter", tmp_path / "fp" / "adapter",
+                                 "--out", out, "--probes", "8")
+    assert code == 2 and "another certificate" in err

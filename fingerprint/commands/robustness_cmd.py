@@ -51,13 +51,14 @@ def robustness(cert_path: Path, key_dir: Path, model: str, adapter: Path, out_di
         base = load_model(ref)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows_path = out_dir / "rows.jsonl"
-    rows_path.write_text("")
-    rows: list[dict] = []
+    rows = _finished_rows(rows_path, cert.id)  # rerunning the command resumes an interrupted matrix
+    done = {r["derivative"] for r in rows}
+    derivatives = [d for d in derivatives if d.label not in done]
     with progress_bar(quiet) as bar:
         task = bar.add_task("derivatives", total=len(derivatives), info="")
 
         def on_row(row) -> None:
-            data = row.to_dict()
+            data = {**row.to_dict(), "certificate_id": cert.id}
             rows.append(data)
             with rows_path.open("a") as fh:  # each row is kept as soon as it is measured
                 fh.write(json.dumps(data) + "\n")
@@ -78,3 +79,15 @@ def robustness(cert_path: Path, key_dir: Path, model: str, adapter: Path, out_di
               "verdict": "certified" if r["certified"] else "NOT certified"} for r in rows]
     err.print(records_table("robustness", shown, ["derivative", "trigger", "decoys", "p", "verdict"]))
     err.print(f"table: {out_dir / 'table.md'}; plot: {plot}")
+
+
+def _finished_rows(path: Path, certificate_id: str) -> list[dict]:
+    """Rows of an earlier run of the same certificate (a file from another certificate is refused)."""
+    from fingerprint.errors import FingerprintError
+
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    if any(r.get("certificate_id") != certificate_id for r in rows):
+        raise FingerprintError(f"{path} holds rows of another certificate: choose another --out")
+    return rows
