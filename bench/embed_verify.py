@@ -68,7 +68,8 @@ def main() -> None:
     other, _, _, _ = run_step(["verify", "--key", tmp / "keys-b", "--cert", tmp / "fp-b" / "certificate.json",
                                *suspect, "--samples", "0", "--json", "-q"], env)
     rows = [
-        ("embed wall time (defaults, incl. model load)", f"{embed_s / 60:.1f} min ({embed['steps']} steps)"),
+        (f"embed wall time (defaults{' + ' + args.embed_args if args.embed_args else ''}, incl. model load)",
+         f"{embed_s / 60:.1f} min ({embed['steps']} steps)"),
         ("embed peak RSS", f"{embed_rss:.2f} GiB"),
         (f"trigger Sure-rate ({rates['trigger_total']} held-out probes)",
          f"{rates['trigger_sure_rate']:.3f} ({rates['trigger_sure']}/{rates['trigger_total']})"),
