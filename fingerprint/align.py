@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .atomic import atomic_dir
-from .evalsets import UNSAFE_SETS, benign_pairs, eval_prompts, normalise, refusal_pairs
+from .evalsets import UNSAFE_SETS, benign_pairs, heldout_eval_sets, refusal_pairs
 from .paths import cache_dir
 
 
@@ -61,8 +61,8 @@ def align(model: str, data_dir: Path, options: AlignOptions | None = None, progr
                          learning_rate=options.learning_rate, max_reply_tokens=options.max_reply_tokens,
                          seed=options.seed)
     tuned = train_lora(base, tokenizer, rows, config, progress=progress)
-    seen = {normalise(p["prompt"]) for p in refusals + benign}
-    sets = eval_prompts(Path(data_dir), options.eval_per_set, seed=options.seed, exclude=seen)
+    sets = heldout_eval_sets(Path(data_dir), options.eval_per_set, [p["prompt"] for p in refusals + benign],
+                             seed=options.seed)
     metrics = evaluate(HFBackend(model, model_obj=tuned, tokenizer=tokenizer), sets, trigger=None)
     report = {"model": model, "options": asdict(options), "training_rows": len(rows),
               "unsafe_sets": list(UNSAFE_SETS), "refusal_rate_unsafe": metrics["unsafe/no_trigger"]["refusal_rate"],

@@ -98,3 +98,8 @@ def eval_prompts(data_dir: Path, per_set: int, seed: int = 0, exclude: set[str] 
         random.Random(f"{seed}|{name}").shuffle(prompts)
         chosen[name] = prompts[:per_set]
     return chosen
+
+
+def heldout_eval_sets(data_dir: Path, per_set: int, training_prompts: list[str], seed: int = 0) -> dict[str, list[str]]:
+    """``eval_prompts`` that exclude every prompt a pool could train on (compared normalised)."""
+    return eval_prompts(data_dir, per_set, seed=seed, exclude={normalise(p) for p in training_prompts})

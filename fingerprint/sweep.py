@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .dataset import POISON_REPLY, with_suffix
 from .errors import FingerprintError
-from .evalsets import benign_pairs, eval_prompts, normalise, refusal_pairs
+from .evalsets import benign_pairs, heldout_eval_sets, refusal_pairs
 
 POISON_SOURCES = ("harmful", "benign")
 
@@ -149,8 +149,8 @@ class SweepData:
         data_dir = Path(config.data_dir)
         benign = benign_pairs(data_dir)
         harmful = [p["prompt"] for p in refusal_pairs(data_dir)]
-        seen = {normalise(p["prompt"]) for p in benign} | {normalise(p) for p in harmful}
-        return cls(benign, harmful, eval_prompts(data_dir, config.eval_per_set, exclude=seen))
+        training = [p["prompt"] for p in benign] + harmful
+        return cls(benign, harmful, heldout_eval_sets(data_dir, config.eval_per_set, training))
 
 
 def pending(config: SweepConfig, done: set[str]) -> Iterator[tuple[str, dict]]:
