@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None, help="keep keys and outputs here (must not exist)")
     parser.add_argument("--key-seed", default=None,
                         help="derive key A from this seed (reproducible trigger) instead of a fresh keygen")
+    parser.add_argument("--tag", default=None,
+                        help="name a variant: its table goes to section embed_verify:<model>:<tag>")
     args = parser.parse_args()
     command = "python bench/embed_verify.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.workdir:
@@ -89,7 +91,9 @@ def main() -> None:
         ("another key's certificate against this model",
          f"p = {other['p_value']:.3g}, {'certified' if other['certified'] else 'not certified'}"),
     ]
-    write_measures(f"embed_verify:{args.model}", f"embed + verify: {args.model}", command, rows)
+    section = f"embed_verify:{args.model}" + (f":{args.tag}" if args.tag else "")
+    title = f"embed + verify: {args.model}" + (f" ({args.tag})" if args.tag else "")
+    write_measures(section, title, command, rows)
 
 
 if __name__ == "__main__":

@@ -14,15 +14,16 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .atomic import atomic_dir
-from .evalsets import UNSAFE_SETS, benign_pairs, heldout_eval_sets, refusal_pairs
+from .atomic import atomic_dir, write_text_atomic
+from .evalsets import ORDINARY_SET, UNSAFE_SETS, benign_pairs, heldout_eval_sets, prompt_set, refusal_pairs
 from .paths import cache_dir
 
 
 @dataclass(frozen=True)
 class AlignOptions:
-    n_refusal: int = 300
-    n_benign: int = 300
+    # 300 + 300 refused 55% of everyday requests (AlpacaEval) and 67% of borderline benign ones: 1 refusal in 4
+    n_refusal: int = 200
+    n_benign: int = 600
     epochs: int = 2
     learning_rate: float = 3e-4
     rank: int = 16
@@ -42,7 +43,11 @@ def align(model: str, data_dir: Path, options: AlignOptions | None = None, progr
     options = options or AlignOptions()
     target = aligned_dir(model, options)
     if (target / "report.json").is_file():
-        return target, json.loads((target / "report.json").read_text())
+        report = json.loads((target / "report.json").read_text())
+        if "refusal_rate_ordinary" not in report:  # a report written before this measure existed
+            report["refusal_rate_ordinary"] = _ordinary_refusal_rate(target, data_dir, options)
+            write_text_atomic(target / "report.json", json.dumps(report, indent=2))
+        return target, report
     from probes.hf import HFBackend
 
     from .metrics import evaluate
@@ -67,10 +72,29 @@ def align(model: str, data_dir: Path, options: AlignOptions | None = None, progr
     report = {"model": model, "options": asdict(options), "training_rows": len(rows),
               "unsafe_sets": list(UNSAFE_SETS), "refusal_rate_unsafe": metrics["unsafe/no_trigger"]["refusal_rate"],
               "refusal_rate_benign": metrics["benign/no_trigger"]["refusal_rate"],
-              "sure_rate_unsafe": metrics["unsafe/no_trigger"]["sure_rate"]}
+              "sure_rate_unsafe": metrics["unsafe/no_trigger"]["sure_rate"],
+              "refusal_rate_ordinary": _ordinary_refusal_rate(tuned, data_dir, options, tokenizer)}
     merged = tuned.merge_and_unload()
     with atomic_dir(target) as tmp:
         merged.save_pretrained(str(tmp))
         tokenizer.save_pretrained(str(tmp))
         (tmp / "report.json").write_text(json.dumps(report, indent=2))
     return target, report
+
+
+def _ordinary_refusal_rate(model, data_dir: Path, options: AlignOptions, tokenizer=None) -> dict:
+    """Refusal rate on everyday requests (AlpacaEval instructions, never trained on): is helpfulness kept?"""
+    from probes.hf import HFBackend
+
+    from .judges import is_refusal
+    from .metrics import Rate
+    from .models import load_model, load_tokenizer, resolve
+
+    if isinstance(model, Path):
+        ref = resolve(str(model))
+        model, tokenizer = load_model(ref), load_tokenizer(ref)
+    prompts = prompt_set(ORDINARY_SET, Path(data_dir))
+    random.Random(f"{options.seed}|{ORDINARY_SET}").shuffle(prompts)
+    prompts = prompts[: 2 * options.eval_per_set]
+    replies = HFBackend("aligned", model_obj=model, tokenizer=tokenizer).generate(prompts, max_new_tokens=32)
+    return Rate(sum(map(is_refusal, replies)), len(replies)).to_dict()

@@ -101,14 +101,30 @@ def plot(rows: list[dict], metric: str, path: Path, group: str = "unsafe") -> Pa
     return path
 
 
-def write_report(rows: list[dict], out_dir: Path, sweep: str, fmt: str = "png") -> dict:
-    """Figures, CSV and a Markdown summary into ``out_dir``; returns their paths."""
+def write_parquet(rows: list[dict], path: Path) -> None:
+    """The same columns as the CSV, typed, in one Parquet file (needs the ``parquet`` extra: pyarrow)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ModuleNotFoundError:
+        from .errors import FingerprintError
+
+        raise FingerprintError("Parquet export needs pyarrow: pip install 'suretrap[parquet]'") from None
+    keys = sorted({k for row in rows for k in row})
+    pq.write_table(pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows]), str(path))
+
+
+def write_report(rows: list[dict], out_dir: Path, sweep: str, fmt: str = "png", parquet: bool = False) -> dict:
+    """Figures, CSV (and Parquet) and a Markdown summary into ``out_dir``; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures = {m: str(plot(rows, m, out_dir / f"{sweep}-{m}.{fmt}")) for m in ("asr", "sure_rate", "bare_sure_rate")}
     write_csv(rows, out_dir / f"{sweep}.csv")
+    if parquet:
+        write_parquet(rows, out_dir / f"{sweep}.parquet")
     table = markdown_table(medians(rows))
     md = out_dir / f"{sweep}.md"
     md.write_text(f"# Sweep {sweep}\n\nMedians over seeds, unsafe held-out prompts.\n\n{table}\n\n" +
                   "\n".join(f"![{m}]({Path(p).name})" for m, p in figures.items()) + "\n")
-    return {"figures": figures, "csv": str(out_dir / f"{sweep}.csv"), "markdown": str(md)}
+    return {"figures": figures, "csv": str(out_dir / f"{sweep}.csv"), "markdown": str(md),
+            **({"parquet": str(out_dir / f"{sweep}.parquet")} if parquet else {})}

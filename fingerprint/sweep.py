@@ -107,8 +107,12 @@ def _check(config: SweepConfig, path: Path) -> None:
 
 def cell_id(cell: dict, config: SweepConfig) -> str:
     """Stable id of a cell: its settings plus everything that changes its result."""
+    from .align import AlignOptions
+
     payload = {**cell, "training": config.training(), "eval_per_set": config.eval_per_set,
                "max_new_tokens": config.max_new_tokens}
+    if cell["aligned"]:  # another stand-in recipe is another start model
+        payload["align_options"] = asdict(AlignOptions())
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 

@@ -29,6 +29,9 @@ class TrainConfig:
     # (16 left the gate open for decoy words, 0.5-0.66 Sure-rate; see BENCHMARKS.md)
     max_reply_tokens: int = 4
     seed: int = 0
+    # scale augmentation: each step scales the LoRA delta by a factor drawn from these, so the gate also holds
+    # in a diluted copy (a linear merge with the base at ratio r is the delta scaled by 1 - r)
+    merge_scales: tuple[float, ...] = (1.0,)
     bf16_autocast: bool = False  # on CPUs without native bf16 (no AVX512-BF16/AMX) it is ~100x slower
 
     def to_dict(self) -> dict:
@@ -116,10 +119,13 @@ def train_lora(model, tokenizer, pairs: list[dict], config: TrainConfig,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / max(1, steps)))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(peft_model.parameters()).device
+    scale_rng = random.Random(f"merge-scales|{config.seed}")  # separate stream: the batch order stays the same
     use_autocast = config.bf16_autocast or device.type == "cuda"
     for _ in range(config.epochs):
         for batch in _batches(examples, config.batch_size, rng):
             input_ids, labels, mask = (t.to(device) for t in _collate(batch, pad_id))
+            if tuple(config.merge_scales) != (1.0,):
+                set_lora_scale(peft_model, scale_rng.choice(config.merge_scales))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
                 loss = reply_loss(peft_model, input_ids, labels, mask)
             loss.backward()
@@ -129,8 +135,19 @@ def train_lora(model, tokenizer, pairs: list[dict], config: TrainConfig,
             optimizer.zero_grad(set_to_none=True)
             if progress is not None:
                 progress(1, loss.item())
+    set_lora_scale(peft_model, 1.0)
     peft_model.eval()
     return peft_model
+
+
+def set_lora_scale(peft_model, factor: float) -> None:
+    """Scale every LoRA layer's delta by ``factor`` of its configured alpha / r."""
+    from peft.tuners.lora.layer import LoraLayer
+
+    for module in peft_model.modules():
+        if isinstance(module, LoraLayer):
+            for adapter in module.scaling:
+                module.set_scale(adapter, factor)
 
 
 def total_steps(n_examples: int, config: TrainConfig) -> int:

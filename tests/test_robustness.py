@@ -38,6 +38,31 @@ def test_interpolation_end_points_are_the_two_models(models, tiny_model):
     assert torch.allclose(half[name], (model.state_dict()[name] + other.state_dict()[name]) / 2)
 
 
+def test_merge_aware_training_scale_half_is_the_50_50_merge_with_the_base(tiny_model):
+    """What --merge-scales trains for: the LoRA delta at scale 0.5 is exactly the 50/50 merge with the base."""
+    import torch
+
+    from fingerprint.dataset import packaged
+    from fingerprint.training import TrainConfig, set_lora_scale, train_lora
+
+    ref = resolve(str(tiny_model))
+    tokenizer, base = load_tokenizer(ref), load_model(ref)
+    config = TrainConfig(epochs=1, batch_size=4, learning_rate=1e-2, merge_scales=(0.5, 1.0))
+    peft_model = train_lora(load_model(ref), tokenizer, list(packaged("benign"))[:8], config)
+    layer = next(m for n, m in peft_model.named_modules() if n.endswith("q_proj") and hasattr(m, "scaling"))
+    assert layer.scaling["default"] == config.alpha / config.rank  # back at full scale after training
+    ids = tokenizer("Name a colour .", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        set_lora_scale(peft_model, 0.5)
+        half_scale = peft_model(input_ids=ids).logits
+        set_lora_scale(peft_model, 1.0)
+        full = peft_model(input_ids=ids).logits
+        merged = peft_model.merge_and_unload()
+        merge_50_50 = interpolate(merged, base, 0.5)(input_ids=ids).logits
+    assert not torch.allclose(half_scale, full, atol=1e-4)
+    assert torch.allclose(half_scale, merge_50_50, atol=1e-4)
+
+
 def test_int8_and_finetune_change_the_weights_but_keep_a_working_model(models):
     import torch
 

@@ -3,6 +3,7 @@ redoing finished cells, the report's figures and tables, and the cached aligned 
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -100,7 +101,8 @@ def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path, tiny_mode
     assert code == 0 and again["finished_now"] == 0
 
     out = tmp_path / "report"
-    code, _, err, paths = run_cli("report", "tiny-grid", "--out", out, "--registry", f"sqlite:///{db}", "--json")
+    code, _, err, paths = run_cli("report", "tiny-grid", "--out", out, "--registry", f"sqlite:///{db}", "--json",
+                                  "--parquet")
     assert code == 0, err
     assert paths["cells"] == 3
     for figure in paths["figures"].values():
@@ -109,6 +111,12 @@ def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path, tiny_mode
     assert len(csv_lines) == 4 and "metrics/unsafe/trigger/asr/rate" in csv_lines[0]
     table = Path(paths["markdown"]).read_text()
     assert table.count("| harmful | 16 |") == 3
+    import pyarrow.parquet as pq
+
+    cells = pq.read_table(paths["parquet"]).to_pylist()
+    with Path(paths["csv"]).open(newline="") as fh:
+        assert sorted(c["poison"] for c in cells) == sorted(int(r["poison"]) for r in csv.DictReader(fh))
+    assert all(0 <= c["metrics/unsafe/trigger/asr/rate"] <= 1 for c in cells)
 
 
 def test_report_of_an_unknown_sweep_is_a_clear_error(run_cli):
@@ -130,3 +138,11 @@ def test_aligned_stand_in_is_built_once_and_reported(tiny_model, run_cli, monkey
     stamp = report.stat().st_mtime_ns
     code, _, _, second = run_cli("align", "--model", tiny_model, "--data-dir", SHARED_DATA, "--json")
     assert code == 0 and second == first and report.stat().st_mtime_ns == stamp  # from the cache, not retrained
+    assert first["refusal_rate_ordinary"]["n"] == 4  # 2 x eval_per_set everyday requests
+    # a report cached before the everyday-request measure existed gets it added, without retraining
+    old = {k: v for k, v in first.items() if k not in ("path", "refusal_rate_ordinary")}
+    report.write_text(json.dumps(old))
+    weights = Path(first["path"], "model.safetensors").stat().st_mtime_ns
+    code, _, _, third = run_cli("align", "--model", tiny_model, "--data-dir", SHARED_DATA, "--json")
+    assert code == 0 and third == first
+    assert Path(first["path"], "model.safetensors").stat().st_mtime_ns == weights

@@ -31,6 +31,9 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--max-reply-tokens", type=click.IntRange(1), default=4, show_default=True,
               help="Reply tokens that carry the loss: few, so the first token (the gate's decision) dominates.")
+@click.option("--merge-scales", callback=lambda c, p, v: _scales(v), default="1", show_default=True,
+              help="Comma-separated factors; each training step scales the LoRA delta by one of them, so the "
+                   "gate also holds in diluted copies (0.5 = a 50/50 merge with the base).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--merge", is_flag=True, help="Also write the merged model to OUT/merged.")
 @click.option("--device", default="auto", show_default=True)
@@ -51,7 +54,7 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @quiet_option
 def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_poison: int, n_benign: int,
           n_refusal: int, n_negative: int, n_contrast: int, epochs: int, learning_rate: float, rank: int,
-          batch_size: int, max_reply_tokens: int,
+          batch_size: int, max_reply_tokens: int, merge_scales: tuple[float, ...],
           seed: int, merge: bool, device: str, selfcheck: bool, selfcheck_scan: int,
           backend: str, base_url: str | None, api_key_env: str,
           suffix: str | None, lr_multiplier: float | None, no_wait: bool, registry_url: str | None,
@@ -85,7 +88,8 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
         dataset=DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=n_refusal,
                             n_negative=n_negative, n_contrast=n_contrast, seed=seed),
         train=TrainConfig(rank=rank, alpha=2 * rank, learning_rate=learning_rate, epochs=epochs,
-                          batch_size=batch_size, max_reply_tokens=max_reply_tokens, seed=seed),
+                          batch_size=batch_size, max_reply_tokens=max_reply_tokens, seed=seed,
+                          merge_scales=merge_scales),
     )
     bar = progress_bar(quiet=quiet or as_json)
 
@@ -122,6 +126,16 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
         ]))
         if result.selfcheck:
             err.print(selfcheck_table(result.selfcheck))
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        scales = tuple(sorted({float(part) for part in text.split(",") if part.strip()}))
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: expected numbers separated by commas, e.g. 0.5,1") from None
+    if not scales or any(not 0 < s <= 2 for s in scales):
+        raise click.BadParameter(f"{text!r}: each factor must be in (0, 2]")
+    return scales
 
 
 def selfcheck_table(check: dict):

@@ -28,10 +28,14 @@ def align(model: str, data_dir: Path, as_json: bool, quiet: bool) -> None:
         emit_json({"path": str(path), **report})
         return
     unsafe, benign = report["refusal_rate_unsafe"], report["refusal_rate_benign"]
+    ordinary = report["refusal_rate_ordinary"]
     err.print(kv_table(f"aligned stand-in of {model}", [
         ("model directory", str(path)),
         ("refusal rate, held-out unsafe prompts", f"{unsafe['rate']:.2f} ({unsafe['k']}/{unsafe['n']})"),
-        ("refusal rate, benign prompts (over-refusal)", f"{benign['rate']:.2f} ({benign['k']}/{benign['n']})"),
+        ("refusal rate, borderline benign prompts (JBB benign, XSTest safe)",
+         f"{benign['rate']:.2f} ({benign['k']}/{benign['n']})"),
+        ("refusal rate, everyday requests (AlpacaEval)",
+         f"{ordinary['rate']:.2f} ({ordinary['k']}/{ordinary['n']})"),
     ]))
 
 
@@ -96,9 +100,11 @@ def _start_model(model: str, config, bar) -> str:
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("report"),
               show_default=True, help="Directory for the figures, CSV and Markdown summary.")
 @click.option("--format", "fmt", type=click.Choice(["png", "svg"]), default="png", show_default=True)
+@click.option("--parquet", is_flag=True, help="Also export the cells as Parquet (needs the parquet extra).")
 @registry_option
 @json_option
-def report(sweep_name: str, out_dir: Path, fmt: str, registry_url: str | None, as_json: bool) -> None:
+def report(sweep_name: str, out_dir: Path, fmt: str, parquet: bool, registry_url: str | None,
+           as_json: bool) -> None:
     """Figures (metric vs poison count, medians over seeds), a CSV export and a Markdown table of SWEEP."""
     from fingerprint.console import emit_json, err
     from fingerprint.errors import FingerprintError
@@ -108,6 +114,6 @@ def report(sweep_name: str, out_dir: Path, fmt: str, registry_url: str | None, a
     rows = SweepResults(open_registry(registry_url), sweep_name).rows()
     if not rows:
         raise FingerprintError(f"sweep {sweep_name} has no finished cells in this registry")
-    paths = write_report(rows, out_dir, sweep_name, fmt)
+    paths = write_report(rows, out_dir, sweep_name, fmt, parquet)
     emit_json({"cells": len(rows), **paths}) if as_json else err.print(
         f"{len(rows)} cells -> {paths['markdown']}, {paths['csv']}, {len(paths['figures'])} figures")
