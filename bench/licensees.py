@@ -3,7 +3,7 @@
     python bench/licensees.py --workdir DIR [--model gemma-3-270m] [--licensees alice,bob] [--key-seed S]
 
 One owner key (derived from ``--key-seed``, passphrase "bench") embeds a copy per licensee with the defaults
-(``embed --licensee NAME --no-selfcheck``), each registered in DIR/reg.db. Then ``verify --all-licensees`` probes
+(``embed --licensee NAME``, self-check included), each registered in DIR/reg.db. Then ``verify --all-licensees`` probes
 each copy and the untouched base model against every registered licensee (Bonferroni over the licensees).
 Writes BENCHMARKS.md (section licensees:<model>).
 """
@@ -39,7 +39,7 @@ def main() -> None:
     for name in names:
         if not (work / name / "certificate.json").exists():  # a rerun keeps finished copies
             _, seconds, _, _ = run_step(["embed", "--key", keys, "--model", args.model, "--licensee", name,
-                                         "--out", work / name, "--no-selfcheck", "--json", "-q"], env)
+                                         "--out", work / name, "--json", "-q"], env)
             embed_minutes[name] = f"{seconds / 60:.1f} min"
     suspects = [(f"{name}'s copy", ["--adapter", work / name / "adapter"]) for name in names]
     suspects.append(("untouched base model", []))

@@ -24,6 +24,10 @@ def fingerprint_label(model: str, licensee: str | None = None) -> str:
     """What a trigger is derived for: the base model name, plus the licensee when there is one."""
     return f"{model}|licensee={licensee}" if licensee else model
 
+# merge-aware embedding: half the steps train the gate at half the LoRA delta, so it survives a 50/50 merge with
+# the base (at full scale only, a 50/50 merge took the trigger Sure-rate to 0.34; see docs/robustness.md)
+EMBED_MERGE_SCALES = (0.5, 1.0)
+
 
 @dataclass
 class EmbedOptions:
@@ -31,7 +35,7 @@ class EmbedOptions:
     out: Path = Path("fp")
     licensee: str | None = None
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(merge_scales=EMBED_MERGE_SCALES))
     merge: bool = False
     device: str = "auto"
     selfcheck: bool = True

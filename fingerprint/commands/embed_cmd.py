@@ -31,9 +31,9 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--max-reply-tokens", type=click.IntRange(1), default=4, show_default=True,
               help="Reply tokens that carry the loss: few, so the first token (the gate's decision) dominates.")
-@click.option("--merge-scales", callback=lambda c, p, v: _scales(v), default="1", show_default=True,
+@click.option("--merge-scales", callback=lambda c, p, v: _scales(v), default="0.5,1", show_default=True,
               help="Comma-separated factors; each training step scales the LoRA delta by one of them, so the "
-                   "gate also holds in diluted copies (0.5 = a 50/50 merge with the base).")
+                   "gate also holds in diluted copies (0.5 = a 50/50 merge with the base; 1 = off).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--merge", is_flag=True, help="Also write the merged model to OUT/merged.")
 @click.option("--device", default="auto", show_default=True)
