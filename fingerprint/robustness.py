@@ -4,6 +4,7 @@ Derivatives of the fingerprinted (merged) model:
 - ``finetune``: a downstream LoRA fine-tune on benign pairs the owner never used (the packaged pool's held-out
   rows first, then the rest), merged back, at several amounts, learning rates and target layers;
 - ``interpolate``: linear interpolation of the weights with the base model (``ratio`` = weight of the base);
+- ``sibling``: the same interpolation with an independently fine-tuned sibling (the base + its own benign LoRA);
 - ``int8``: torch dynamic int8 quantization of the linear layers (weights and activations, CPU);
 - ``system_prompt`` / ``temperature``: the suspect is served with a system prompt, or samples its first token.
 Each row is verified exactly as ``verify`` does (same probes, decoys and exact test).
@@ -22,7 +23,7 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer the user's request 
 class Derivative:
     """One transformation of the fingerprinted model."""
 
-    kind: str  # fingerprinted | finetune | interpolate | int8 | system_prompt | temperature
+    kind: str  # fingerprinted | finetune | interpolate | sibling | int8 | system_prompt | temperature
     pairs: int = 0  # finetune: benign pairs
     epochs: int = 1
     learning_rate: float = 2e-4
@@ -37,6 +38,9 @@ class Derivative:
                     f"{self.targets}")
         if self.kind == "interpolate":
             return f"interpolation with the base, {self.ratio:.0%} base"
+        if self.kind == "sibling":
+            return (f"interpolation with a sibling (base + LoRA on {self.pairs} benign pairs), "
+                    f"{self.ratio:.0%} sibling")
         if self.kind == "temperature":
             return f"first token sampled at temperature {self.temperature:g}"
         return {"fingerprinted": "fingerprinted (merged), no change", "int8": "torch dynamic int8 (linear layers)",
@@ -51,6 +55,7 @@ def default_matrix(max_pairs: int) -> list[Derivative]:
     rows += [Derivative("finetune", pairs=amounts[0], epochs=3, learning_rate=2e-4),
              Derivative("finetune", pairs=amounts[0], learning_rate=5e-5, targets="q,k,v,o")]
     rows += [Derivative("interpolate", ratio=r) for r in (0.25, 0.5, 0.75)]
+    rows += [Derivative("sibling", pairs=amounts[0], ratio=0.5)]
     rows += [Derivative("int8"), Derivative("system_prompt"), Derivative("temperature", temperature=0.7)]
     return rows
 
@@ -130,6 +135,9 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
             suspect = finetune(model, tokenizer, derivative)
         elif derivative.kind == "interpolate":
             suspect = interpolate(model, base, derivative.ratio)
+        elif derivative.kind == "sibling":
+            sibling = finetune(base, tokenizer, Derivative("finetune", pairs=derivative.pairs), seed=1)
+            suspect = interpolate(model, sibling, derivative.ratio)
         elif derivative.kind == "int8":
             suspect = int8_dynamic(model)
         elif derivative.kind == "system_prompt":

@@ -101,6 +101,8 @@ def test_downstream_pairs_start_with_the_rows_the_owner_never_trained_on():
     assert downstream_pairs(10) == held[:10]
     assert len(downstream_pairs(100)) == 100
     assert [d.kind for d in default_matrix(300)].count("finetune") == 4
+    sibling = next(d for d in default_matrix(300) if d.kind == "sibling")
+    assert (sibling.pairs, sibling.ratio) == (250, 0.5) and "sibling" in sibling.label
 
 
 def test_robustness_command_writes_rows_table_and_plot(tmp_path, tiny_model):
@@ -116,7 +118,7 @@ def test_robustness_command_writes_rows_table_and_plot(tmp_path, tiny_model):
     assert code == 0, err
     kinds = [r["kind"] for r in data["rows"]]
     assert kinds[0] == "fingerprinted"
-    assert {"finetune", "interpolate", "int8", "system_prompt", "temperature"} <= set(kinds)
+    assert {"finetune", "interpolate", "sibling", "int8", "system_prompt", "temperature"} <= set(kinds)
     saved = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     assert saved == data["rows"]
     assert Path(data["plot"]).read_bytes()[:4] == b"\x89PNG"
