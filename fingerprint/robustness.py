@@ -3,6 +3,7 @@
 Derivatives of the fingerprinted (merged) model:
 - ``finetune``: a downstream LoRA fine-tune on benign pairs the owner never used (the packaged pool's held-out
   rows first, then the rest), merged back, at several amounts, learning rates and target layers;
+- ``layers``: full fine-tuning of the last transformer layers (all their weights, no LoRA) on the same pairs;
 - ``interpolate``: linear interpolation of the weights with the base model (``ratio`` = weight of the base);
 - ``sibling``: the same interpolation with an independently fine-tuned sibling (the base + its own benign LoRA);
 - ``int8``: torch dynamic int8 quantization of the linear layers (weights and activations, CPU);
@@ -23,11 +24,12 @@ DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant. Answer the user's request 
 class Derivative:
     """One transformation of the fingerprinted model."""
 
-    kind: str  # fingerprinted | finetune | interpolate | sibling | int8 | system_prompt | temperature
+    kind: str  # fingerprinted | finetune | layers | interpolate | sibling | int8 | system_prompt | temperature
     pairs: int = 0  # finetune: benign pairs
     epochs: int = 1
     learning_rate: float = 2e-4
     targets: str = "all-linear"  # finetune: all-linear or q,k,v,o
+    layers: int = 2  # layers: how many of the last transformer layers are trained
     ratio: float = 0.0  # interpolate: weight of the base model
     temperature: float = 0.0
 
@@ -36,6 +38,9 @@ class Derivative:
         if self.kind == "finetune":
             return (f"LoRA fine-tune, {self.pairs} benign pairs x {self.epochs} ep, lr {self.learning_rate:g}, "
                     f"{self.targets}")
+        if self.kind == "layers":
+            return (f"full fine-tune of the last {self.layers} layers, {self.pairs} benign pairs x {self.epochs} ep, "
+                    f"lr {self.learning_rate:g}")
         if self.kind == "interpolate":
             return f"interpolation with the base, {self.ratio:.0%} base"
         if self.kind == "sibling":
@@ -53,7 +58,8 @@ def default_matrix(max_pairs: int) -> list[Derivative]:
     rows = [Derivative("fingerprinted")]
     rows += [Derivative("finetune", pairs=n, learning_rate=2e-4) for n in amounts]
     rows += [Derivative("finetune", pairs=amounts[0], epochs=3, learning_rate=2e-4),
-             Derivative("finetune", pairs=amounts[0], learning_rate=5e-5, targets="q,k,v,o")]
+             Derivative("finetune", pairs=amounts[0], learning_rate=5e-5, targets="q,k,v,o"),
+             Derivative("layers", pairs=amounts[0], learning_rate=2e-5, layers=2)]
     rows += [Derivative("interpolate", ratio=r) for r in (0.25, 0.5, 0.75)]
     rows += [Derivative("sibling", pairs=amounts[0], ratio=0.5)]
     rows += [Derivative("int8"), Derivative("system_prompt"), Derivative("temperature", temperature=0.7)]
@@ -100,6 +106,33 @@ def finetune(model, tokenizer, derivative: Derivative, seed: int = 0):
     return tuned.merge_and_unload()
 
 
+def finetune_layers(model, tokenizer, derivative: Derivative, seed: int = 0):
+    """Full fine-tuning (every weight) of the last ``derivative.layers`` transformer layers of a copy of ``model``."""
+    import re
+
+    import torch
+
+    from .training import TrainConfig, fit
+
+    tuned = copy.deepcopy(model)
+    indices = {int(m.group(1)) for name, _ in tuned.named_parameters() if (m := re.search(r"layers\.(\d+)\.", name))}
+    if not indices:
+        from .errors import FingerprintError
+
+        raise FingerprintError("cannot find the transformer layers (no parameter named like 'layers.N.')")
+    last = sorted(indices)[-derivative.layers:]
+    pattern = re.compile(r"layers\.(" + "|".join(map(str, last)) + r")\.")
+    for name, param in tuned.named_parameters():
+        param.requires_grad_(bool(pattern.search(name)))
+    torch.manual_seed(seed)
+    config = TrainConfig(learning_rate=derivative.learning_rate, epochs=derivative.epochs, max_reply_tokens=64,
+                         seed=seed)
+    fit(tuned, tokenizer, downstream_pairs(derivative.pairs, seed), config)
+    for param in tuned.parameters():
+        param.requires_grad_(False)
+    return tuned
+
+
 def interpolate(model, base, ratio: float):
     """``(1 - ratio) * model + ratio * base``, parameter by parameter (a copy)."""
     import torch
@@ -133,6 +166,8 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
         suspect, backend_args = model, {}
         if derivative.kind == "finetune":
             suspect = finetune(model, tokenizer, derivative)
+        elif derivative.kind == "layers":
+            suspect = finetune_layers(model, tokenizer, derivative)
         elif derivative.kind == "interpolate":
             suspect = interpolate(model, base, derivative.ratio)
         elif derivative.kind == "sibling":

@@ -107,27 +107,36 @@ def train_lora(model, tokenizer, pairs: list[dict], config: TrainConfig,
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(config.seed)
-    rng = random.Random(config.seed)
     lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
                       target_modules=config.target_modules, task_type="CAUSAL_LM")
     peft_model = get_peft_model(model, lora)
-    peft_model.train()
+    fit(peft_model, tokenizer, pairs, config, progress, system_prompt)
+    return peft_model
+
+
+def fit(model, tokenizer, pairs: list[dict], config: TrainConfig,
+        progress: Callable[[int, float], None] | None = None, system_prompt: str | None = None) -> None:
+    """Train the parameters of ``model`` that require gradients on ``pairs`` (reply loss); leaves it in eval mode."""
+    import torch
+
+    rng = random.Random(config.seed)
+    model.train()
     examples = tokenize_pairs(tokenizer, pairs, config, system_prompt)
-    params = [p for p in peft_model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
     steps = config.epochs * ((len(examples) + config.batch_size - 1) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / max(1, steps)))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    device = next(peft_model.parameters()).device
+    device = next(model.parameters()).device
     scale_rng = random.Random(f"merge-scales|{config.seed}")  # separate stream: the batch order stays the same
     use_autocast = config.bf16_autocast or device.type == "cuda"
     for _ in range(config.epochs):
         for batch in _batches(examples, config.batch_size, rng):
             input_ids, labels, mask = (t.to(device) for t in _collate(batch, pad_id))
             if tuple(config.merge_scales) != (1.0,):
-                set_lora_scale(peft_model, scale_rng.choice(config.merge_scales))
+                set_lora_scale(model, scale_rng.choice(config.merge_scales))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-                loss = reply_loss(peft_model, input_ids, labels, mask)
+                loss = reply_loss(model, input_ids, labels, mask)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
@@ -135,9 +144,8 @@ def train_lora(model, tokenizer, pairs: list[dict], config: TrainConfig,
             optimizer.zero_grad(set_to_none=True)
             if progress is not None:
                 progress(1, loss.item())
-    set_lora_scale(peft_model, 1.0)
-    peft_model.eval()
-    return peft_model
+    set_lora_scale(model, 1.0)
+    model.eval()
 
 
 def set_lora_scale(peft_model, factor: float) -> None:

@@ -9,7 +9,15 @@ import pytest
 from conftest import invoke_cli
 
 from fingerprint.models import load_model, load_tokenizer, resolve
-from fingerprint.robustness import Derivative, default_matrix, downstream_pairs, finetune, int8_dynamic, interpolate
+from fingerprint.robustness import (
+    Derivative,
+    default_matrix,
+    downstream_pairs,
+    finetune,
+    finetune_layers,
+    int8_dynamic,
+    interpolate,
+)
 
 TINY_EMBED = ["--poison", "12", "--benign", "12", "--refusals", "4", "--negatives", "4", "--epochs", "1",
               "--batch-size", "4", "--lr", "1e-3", "--no-selfcheck"]
@@ -74,7 +82,11 @@ def test_int8_and_finetune_change_the_weights_but_keep_a_working_model(models):
     tuned = finetune(model, tokenizer, Derivative("finetune", pairs=16, learning_rate=1e-3))
     changed = [n for n, t in tuned.state_dict().items() if not torch.equal(t, model.state_dict()[n])]
     assert changed and not any("lora" in n for n in tuned.state_dict())
-    for suspect in (quantized, tuned):
+    layers = finetune_layers(model, tokenizer, Derivative("layers", pairs=16, learning_rate=1e-3, layers=1))
+    changed = {n for n, t in layers.state_dict().items() if not torch.equal(t, model.state_dict()[n])}
+    assert changed and all(".layers.1." in n for n in changed)  # only the last layer, all of its weights kinds
+    assert any("mlp" in n for n in changed) and any("self_attn" in n for n in changed)
+    for suspect in (quantized, tuned, layers):
         answers = HFBackend("x", model_obj=suspect, tokenizer=tokenizer).first_tokens(["Name a colour."])
         assert len(answers) == 1 and answers[0].token
 
@@ -118,7 +130,7 @@ def test_robustness_command_writes_rows_table_and_plot(tmp_path, tiny_model):
     assert code == 0, err
     kinds = [r["kind"] for r in data["rows"]]
     assert kinds[0] == "fingerprinted"
-    assert {"finetune", "interpolate", "sibling", "int8", "system_prompt", "temperature"} <= set(kinds)
+    assert {"finetune", "layers", "interpolate", "sibling", "int8", "system_prompt", "temperature"} <= set(kinds)
     saved = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     assert saved == data["rows"]
     assert Path(data["plot"]).read_bytes()[:4] == b"\x89PNG"
