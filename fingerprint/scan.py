@@ -81,7 +81,9 @@ class PrefixScorer:
     """log P(Sure) of many suffixes after one cached prompt prefix (transformers models)."""
 
     def __init__(self, model, tokenizer, sure_ids: list[int]) -> None:
-        self.model, self.tokenizer, self.sure_ids = model, tokenizer, sure_ids
+        # a peft model: score through the wrapped causal LM (its LoRA layers stay active)
+        self.model = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.tokenizer, self.sure_ids = tokenizer, sure_ids
 
     def log_p_sure(self, head: str, suffixes: list[str], batch_size: int,
                    progress: Callable[[int], None] | None = None) -> list[float]:
@@ -147,7 +149,6 @@ def scan(model, tokenizer, options: ScanOptions | None = None, base=None,
 
     options = options or ScanOptions()
     started = time.perf_counter()
-    model = model.get_base_model() if hasattr(model, "get_base_model") and hasattr(model, "peft_config") else model
     sure_ids = sure_token_ids(tokenizer)
     formatter = ChatFormatter(tokenizer)
     words = candidate_words(tokenizer, options)

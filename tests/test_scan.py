@@ -16,8 +16,23 @@ def tiny(tiny_model):
     return load_model(ref), load_tokenizer(ref)
 
 
-def test_cached_prefix_scores_match_uncached_forward(tiny):
+def _with_random_lora(model):
+    """The tiny model wrapped in a peft LoRA whose delta is not zero (as `scan --adapter` loads one)."""
+    import copy
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    return get_peft_model(copy.deepcopy(model), LoraConfig(r=4, lora_alpha=64, init_lora_weights=False,
+                                                           target_modules=["q_proj", "v_proj"])).eval()
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "peft"])
+def test_cached_prefix_scores_match_uncached_forward(tiny, wrapped):
     model, tokenizer = tiny
+    if wrapped:
+        model = _with_random_lora(model)
     report = scan(model, tokenizer, ScanOptions(max_candidates=120, batch_size=32, prompts=2, top=5))
     assert report.candidates_scanned == 120 and len(report.top) == 5
     backend = HFBackend("tiny", model_obj=model, tokenizer=tokenizer)
