@@ -75,18 +75,24 @@ def main() -> None:
     parser.add_argument("--aligned", type=Path, default=None, help="aligned stand-in model directory")
     parser.add_argument("--fingerprinted", type=Path, default=None, help="--workdir of bench/embed_verify.py")
     parser.add_argument("--check", type=int, default=10, help="keys per suspect re-verified by full forward")
+    parser.add_argument("--suspects", default="base,aligned,fingerprinted",
+                        help="which suspects to run (a subset writes section fp_calibration:<model>:<subset>)")
     args = parser.parse_args()
+    chosen = [s.strip() for s in args.suspects.split(",")]
     command = "python bench/fp_calibration.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     options = VerifyOptions()
     openings = fresh_openings(args.keys, args.model)
     ref = resolve(args.model)
     tokenizer = load_tokenizer(ref)
-    suspects = [("untouched base model", lambda: load_model(ref))]
-    if args.aligned:
+    suspects = []
+    if "base" in chosen:
+        suspects.append(("untouched base model", lambda: load_model(ref)))
+    if args.aligned and "aligned" in chosen:
         suspects.append(("aligned stand-in", lambda: load_model(resolve(str(args.aligned)))))
-    if args.fingerprinted:
+    if args.fingerprinted and "fingerprinted" in chosen:
         adapter = args.fingerprinted / "fp" / "adapter"
-        suspects.append(("fingerprinted with another key", lambda: load_model(ref, adapter=adapter)))
+        suspects.append(("fingerprinted with another key",
+                         lambda: load_model(ref, adapter=adapter).merge_and_unload()))
     rows = []
     for name, load in suspects:
         model = load()
@@ -108,7 +114,8 @@ def main() -> None:
             "full-forward check agrees | scoring time |", "|---|---|---|---|---|---|---|---|"]
     body += [f"| {n} | {t} | {f} | {lo:.2g} | {med:.2g} | {k} | {agree} | {s:.0f} s |"
              for n, t, f, lo, med, k, agree, s in rows]
-    write_section(f"fp_calibration:{args.model}", "\n".join(body))
+    subset = "" if set(chosen) >= {"base", "aligned", "fingerprinted"} else ":" + "+".join(chosen)
+    write_section(f"fp_calibration:{args.model}{subset}", "\n".join(body))
     print("\n".join(body))
 
 
