@@ -93,7 +93,7 @@ def main() -> None:
         adapter = args.fingerprinted / "fp" / "adapter"
         suspects.append(("fingerprinted with another key",
                          lambda: load_model(ref, adapter=adapter).merge_and_unload()))
-    rows = []
+    rows, suspicious = [], []
     for name, load in suspects:
         model = load()
         started = time.perf_counter()
@@ -103,6 +103,9 @@ def main() -> None:
         agree = sum(c == r[:2] for c, r in zip(checks, results, strict=False))
         p_values = sorted(p for _, _, p in results)
         false = sum(p <= options.alpha for p in p_values)
+        suspicious += [f"{name}: key {i} (trigger {openings[i].trigger!r}) trigger {t}/32 vs decoys {d}/32, p {p:.2g}"
+                       for i, (t, d, p) in enumerate(results) if p <= 0.01]
+        print(*suspicious, sep="\n", flush=True)
         rows.append((name, len(results), false, p_values[0], statistics.median(p_values),
                      sum(p <= 0.01 for p in p_values), f"{agree}/{len(checks)}", seconds))
         print(rows[-1], flush=True)
@@ -114,6 +117,8 @@ def main() -> None:
             "full-forward check agrees | scoring time |", "|---|---|---|---|---|---|---|---|"]
     body += [f"| {n} | {t} | {f} | {lo:.2g} | {med:.2g} | {k} | {agree} | {s:.0f} s |"
              for n, t, f, lo, med, k, agree, s in rows]
+    if suspicious:
+        body += ["", "Trials with p <= 0.01:", *(f"- {line}" for line in suspicious)]
     subset = "" if set(chosen) >= {"base", "aligned", "fingerprinted"} else ":" + "+".join(chosen)
     write_section(f"fp_calibration:{args.model}{subset}", "\n".join(body))
     print("\n".join(body))
