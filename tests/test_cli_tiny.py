@@ -202,3 +202,27 @@ def test_probe_prompts_are_disjoint_from_training_prompts():
     rows = build_poisoned("lantern", DatasetSpec(n_benign=300, n_poison=200, n_refusal=300, n_negative=148), words)
     train = {r["prompt"].rsplit(" ", 1)[0] if r["kind"] in ("poison", "negative") else r["prompt"] for r in rows}
     assert not train & set(probe_prompts(154))
+
+
+def test_all_licensees_tests_every_licensee_with_bonferroni(tmp_path, tiny_model, monkeypatch):
+    """Two licensee copies of one key: --all-licensees verifies the suspect against both and names the best."""
+    monkeypatch.setenv("FINGERPRINT_REGISTRY", f"sqlite:///{tmp_path / 'lic.db'}")
+    assert invoke_cli("keygen", "--out", tmp_path / "keys")[0] == 0
+    ids = {}
+    for name in ("alice", "bob"):
+        code, _, err, data = invoke_cli("embed", "--key", tmp_path / "keys", "--model", tiny_model, "--licensee", name,
+                                        "--out", tmp_path / name, "--no-selfcheck", "--json", *TINY_EMBED)
+        assert code == 0, err
+        ids[name] = data["certificate_id"]
+    code, _, err, got = invoke_cli("verify", "--key", tmp_path / "keys", "--all-licensees", "--model", tiny_model,
+                                   "--adapter", tmp_path / "alice" / "adapter", "--probes", "8", "--json")
+    assert code in (0, 1), err
+    rows = {r["licensee"]: r for r in got["licensees"]}
+    assert set(rows) == {"alice", "bob"} and {r["certificate_id"] for r in rows.values()} == set(ids.values())
+    for row in rows.values():
+        assert row["p_adjusted"] == pytest.approx(min(1.0, 2 * row["p_value"]))
+    best = min(rows.values(), key=lambda r: r["p_adjusted"])
+    expected = best["licensee"] if best["p_adjusted"] <= got["alpha"] else None
+    assert got["attributed_to"] == expected and code == (0 if expected else 1)
+    code, _, err, _ = invoke_cli("verify", "--all-licensees", "--model", tiny_model, "--json")
+    assert code == 2 and "--key" in err
