@@ -4,7 +4,8 @@
 
 Suspects: the untouched base model; the aligned stand-in (``--aligned``: a model directory, e.g. the path
 ``fingerprint align`` prints); the model fingerprinted with another key (``--fingerprinted``: the --workdir of
-bench/embed_verify.py, whose fp/adapter is applied). For each (fresh key, suspect) pair the verify decision is
+bench/embed_verify.py, whose fp/adapter is merged in; ``--suspects`` picks a subset).
+For each (fresh key, suspect) pair the verify decision is
 computed exactly as ``verify`` makes it (same 32 probes, trigger, 8 decoys, greedy first token, one-sided
 Fisher test at alpha 1e-6), with the greedy first tokens scored by the cached-prefix scorer of ``scan``: each
 (probe, word) query is scored once and shared by all keys that ask it. The first ``--check`` keys per suspect
