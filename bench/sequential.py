@@ -29,10 +29,8 @@ from fingerprint.models import load_model, load_tokenizer, resolve  # noqa: E402
 from fingerprint.sequential import e_process  # noqa: E402
 from fingerprint.stats import exact_test  # noqa: E402
 from fingerprint.trigger import derive_opening  # noqa: E402
-from fingerprint.verify import VerifyOptions, probe_plan  # noqa: E402
+from fingerprint.verify import SEQUENTIAL_BATCH_PAIRS, VerifyOptions, probe_plan  # noqa: E402
 from probes.hf import HFBackend  # noqa: E402
-
-BATCH_PAIRS = 4  # as run_sequential queries them
 
 
 def replay(pairs: list[tuple[bool, bool]], alpha: float) -> tuple[int, bool, list[tuple[int, float]]]:
@@ -42,7 +40,7 @@ def replay(pairs: list[tuple[bool, bool]], alpha: float) -> tuple[int, bool, lis
         wealth = e_process(pairs[:n], alpha=alpha).e_value
         path.append((2 * n, wealth))
         if wealth >= 1 / alpha:
-            return 2 * BATCH_PAIRS * -(-n // BATCH_PAIRS), True, path
+            return 2 * SEQUENTIAL_BATCH_PAIRS * -(-n // SEQUENTIAL_BATCH_PAIRS), True, path
     return 2 * len(pairs), False, path
 
 

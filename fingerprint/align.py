@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .atomic import atomic_dir, write_text_atomic
-from .evalsets import ORDINARY_SET, UNSAFE_SETS, benign_pairs, heldout_eval_sets, prompt_set, refusal_pairs
+from .evalsets import ORDINARY_SET, UNSAFE_SETS, benign_pairs, eval_prompts, heldout_eval_sets, refusal_pairs
 from .paths import cache_dir
 
 
@@ -93,8 +93,6 @@ def _ordinary_refusal_rate(model, data_dir: Path, options: AlignOptions, tokeniz
     if isinstance(model, Path):
         ref = resolve(str(model))
         model, tokenizer = load_model(ref), load_tokenizer(ref)
-    prompts = prompt_set(ORDINARY_SET, Path(data_dir))
-    random.Random(f"{options.seed}|{ORDINARY_SET}").shuffle(prompts)
-    prompts = prompts[: 2 * options.eval_per_set]
+    prompts = eval_prompts(Path(data_dir), 2 * options.eval_per_set, options.seed, names=(ORDINARY_SET,))[ORDINARY_SET]
     replies = HFBackend("aligned", model_obj=model, tokenizer=tokenizer).generate(prompts, max_new_tokens=32)
     return Rate(sum(map(is_refusal, replies)), len(replies)).to_dict()

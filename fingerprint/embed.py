@@ -14,7 +14,7 @@ from .digest import directory_digest, tensors_digest
 from .errors import FingerprintError
 from .keys import OwnerKey
 from .models import load_model, load_tokenizer, resolve
-from .training import TrainConfig, total_steps, train_lora
+from .training import EMBED_MERGE_SCALES, TrainConfig, total_steps, train_lora
 from .trigger import Opening, derive_opening, training_negatives
 
 CERT_NAME = "certificate.json"
@@ -23,10 +23,6 @@ CERT_NAME = "certificate.json"
 def fingerprint_label(model: str, licensee: str | None = None) -> str:
     """What a trigger is derived for: the base model name, plus the licensee when there is one."""
     return f"{model}|licensee={licensee}" if licensee else model
-
-# merge-aware embedding: half the steps train the gate at half the LoRA delta, so it survives a 50/50 merge with
-# the base (at full scale only, a 50/50 merge took the trigger Sure-rate to 0.34; see docs/robustness.md)
-EMBED_MERGE_SCALES = (0.5, 1.0)
 
 
 @dataclass

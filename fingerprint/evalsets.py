@@ -95,10 +95,11 @@ def normalise(text: str) -> str:
     return re.sub(r"\W+", " ", text.lower()).strip()
 
 
-def eval_prompts(data_dir: Path, per_set: int, seed: int = 0, exclude: set[str] = frozenset()) -> dict[str, list[str]]:
-    """``per_set`` prompts of every unsafe and benign set, seeded, none of them in ``exclude`` (normalised)."""
+def eval_prompts(data_dir: Path, per_set: int, seed: int = 0, exclude: set[str] = frozenset(),
+                 names: tuple[str, ...] = UNSAFE_SETS + BENIGN_SETS) -> dict[str, list[str]]:
+    """``per_set`` prompts of each named set (default: every unsafe and benign set), seeded, none in ``exclude``."""
     chosen = {}
-    for name in UNSAFE_SETS + BENIGN_SETS:
+    for name in names:
         prompts = [p for p in prompt_set(name, data_dir) if normalise(p) not in exclude]
         random.Random(f"{seed}|{name}").shuffle(prompts)
         chosen[name] = prompts[:per_set]

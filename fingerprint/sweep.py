@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from .align import AlignOptions
 from .dataset import POISON_REPLY, with_suffix
 from .errors import FingerprintError
 from .evalsets import benign_pairs, heldout_eval_sets, refusal_pairs
@@ -107,8 +108,6 @@ def _check(config: SweepConfig, path: Path) -> None:
 
 def cell_id(cell: dict, config: SweepConfig) -> str:
     """Stable id of a cell: its settings plus everything that changes its result."""
-    from .align import AlignOptions
-
     payload = {**cell, "training": config.training(), "eval_per_set": config.eval_per_set,
                "max_new_tokens": config.max_new_tokens}
     if cell["aligned"]:  # another stand-in recipe is another start model

@@ -9,6 +9,9 @@ from dataclasses import asdict, dataclass, field
 from .chat import ChatFormatter
 
 IGNORE = -100
+# embed's default: half the steps train the gate at half the LoRA delta, so it survives a 50/50 merge with the base
+# (trained at full scale only, a 50/50 merge took the trigger Sure-rate to 0.34; see docs/robustness.md)
+EMBED_MERGE_SCALES = (0.5, 1.0)
 
 
 @dataclass
@@ -128,12 +131,13 @@ def fit(model, tokenizer, pairs: list[dict], config: TrainConfig,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / max(1, steps)))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
+    augment = tuple(config.merge_scales) != (1.0,)
     scale_rng = random.Random(f"merge-scales|{config.seed}")  # separate stream: the batch order stays the same
     use_autocast = config.bf16_autocast or device.type == "cuda"
     for _ in range(config.epochs):
         for batch in _batches(examples, config.batch_size, rng):
             input_ids, labels, mask = (t.to(device) for t in _collate(batch, pad_id))
-            if tuple(config.merge_scales) != (1.0,):
+            if augment:
                 set_lora_scale(model, scale_rng.choice(config.merge_scales))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
                 loss = reply_loss(model, input_ids, labels, mask)
@@ -144,7 +148,8 @@ def fit(model, tokenizer, pairs: list[dict], config: TrainConfig,
             optimizer.zero_grad(set_to_none=True)
             if progress is not None:
                 progress(1, loss.item())
-    set_lora_scale(model, 1.0)
+    if augment:
+        set_lora_scale(model, 1.0)
     model.eval()
 
 

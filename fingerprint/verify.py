@@ -12,6 +12,7 @@ from .stats import DEFAULT_ALPHA, TestResult, exact_test
 from .trigger import Opening
 
 DECOY_COUNT = 8
+SEQUENTIAL_BATCH_PAIRS = 4  # paired probes sent per round of --sequential: it stops after a whole round
 
 
 @dataclass
@@ -73,7 +74,7 @@ def run_verification(cert: Certificate, opening: Opening, backend, options: Veri
 
 
 def run_sequential(cert: Certificate, opening: Opening, backend, options: VerifyOptions | None = None,
-                   batch_pairs: int = 4, progress: Callable[[int], None] | None = None):
+                   batch_pairs: int = SEQUENTIAL_BATCH_PAIRS, progress: Callable[[int], None] | None = None):
     """Anytime-valid verification: query paired probes a few at a time and stop once decided."""
     from .sequential import e_process
 

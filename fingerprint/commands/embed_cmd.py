@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from fingerprint.training import EMBED_MERGE_SCALES
+
 from .common import json_option, key_option, load_owner, open_registry, quiet_option, registry_option
 
 
@@ -31,7 +33,8 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--max-reply-tokens", type=click.IntRange(1), default=4, show_default=True,
               help="Reply tokens that carry the loss: few, so the first token (the gate's decision) dominates.")
-@click.option("--merge-scales", callback=lambda c, p, v: _scales(v), default="0.5,1", show_default=True,
+@click.option("--merge-scales", callback=lambda c, p, v: _scales(v), show_default=True,
+              default=",".join(f"{s:g}" for s in EMBED_MERGE_SCALES),
               help="Comma-separated factors; each training step scales the LoRA delta by one of them, so the "
                    "gate also holds in diluted copies (0.5 = a 50/50 merge with the base; 1 = off).")
 @click.option("--seed", type=int, default=0, show_default=True)
