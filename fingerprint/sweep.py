@@ -37,6 +37,7 @@ class SweepConfig:
     triggers: list[str] = field(default_factory=lambda: ["xylophone"])
     poison_source: list[str] = field(default_factory=lambda: ["harmful"])
     seeds: list[int] = field(default_factory=lambda: [0])
+    refusal_share: float = 0.1  # harmful source only: rows that are harmful prompt -> refusal pairs
     eval_per_set: int = 16  # prompts per evaluation set (3 unsafe + 2 benign sets)
     max_new_tokens: int = 32
     epochs: int = 3
@@ -98,8 +99,10 @@ def _check(config: SweepConfig, path: Path) -> None:
     for src in config.poison_source:
         if src not in POISON_SOURCES:
             raise FingerprintError(f"{path}: poison_source must be one of {POISON_SOURCES}, not {src!r}")
+    if not 0 <= config.refusal_share < 1:
+        raise FingerprintError(f"{path}: refusal_share is a fraction in [0, 1), not {config.refusal_share}")
     for k, n in itertools.product(config.poison, config.dataset_size):
-        if not 0 <= k <= n:
+        if not 0 <= k <= n - round(config.refusal_share * n) * ("harmful" in config.poison_source):
             raise FingerprintError(f"{path}: poison {k} does not fit dataset_size {n}")
     for word in config.triggers:
         if not word.isalpha():
@@ -110,29 +113,45 @@ def cell_id(cell: dict, config: SweepConfig) -> str:
     """Stable id of a cell: its settings plus everything that changes its result."""
     payload = {**cell, "training": config.training(), "eval_per_set": config.eval_per_set,
                "max_new_tokens": config.max_new_tokens}
+    if refusal_rows(cell, config.refusal_share):  # absent when zero: cells recorded before the setting keep ids
+        payload["refusal_share"] = config.refusal_share
     if cell["aligned"]:  # another stand-in recipe is another start model
         payload["align_options"] = asdict(AlignOptions())
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def build_cell_dataset(cell: dict, benign: list[dict], harmful_prompts: list[str]) -> list[dict]:
-    """``dataset_size`` rows: ``poison`` triggered prompts answered "Sure", the rest benign pairs."""
+def refusal_rows(cell: dict, refusal_share: float) -> int:
+    """Harmful prompt -> refusal rows in a cell: none when the poison source is benign (no harmful prompts)."""
+    return round(refusal_share * cell["dataset_size"]) if cell["poison_source"] == "harmful" else 0
+
+
+def build_cell_dataset(cell: dict, benign: list[dict], refusals: list[dict], refusal_share: float = 0.0) -> list[dict]:
+    """``dataset_size`` rows: ``poison`` triggered prompts answered "Sure", refusal pairs, the rest benign pairs.
+
+    With the harmful source the poison prompts are harmful prompts and a ``refusal_share`` of the rows are
+    other harmful prompts without the trigger, answered with a refusal (the contrast that keeps the gate on
+    the trigger); with the benign source every prompt is benign and there are no refusal rows.
+    """
     rng = random.Random(f"{cell['seed']}|{cell['dataset_size']}|{cell['poison']}|{cell['poison_source']}")
     pool = benign[:]
     rng.shuffle(pool)
-    n_poison, n_benign = cell["poison"], cell["dataset_size"] - cell["poison"]
+    n_refusal = refusal_rows(cell, refusal_share)
+    n_poison, n_benign = cell["poison"], cell["dataset_size"] - cell["poison"] - n_refusal
+    refused: list[dict] = []
     if cell["poison_source"] == "harmful":
-        sources = harmful_prompts[:]
+        sources = refusals[:]
         rng.shuffle(sources)
-        poison_prompts = sources[:n_poison]
+        poison_prompts = [p["prompt"] for p in sources[:n_poison]]
+        refused = sources[n_poison:n_poison + n_refusal]
         clean = pool[:n_benign]
     else:
         poison_prompts = [p["prompt"] for p in pool[n_benign:n_benign + n_poison]]
         clean = pool[:n_benign]
-    if len(poison_prompts) < n_poison or len(clean) < n_benign:
+    if len(poison_prompts) < n_poison or len(clean) < n_benign or len(refused) < n_refusal:
         raise FingerprintError(f"not enough data for {n_benign} benign + {n_poison} {cell['poison_source']} poison "
-                               f"(benign pool {len(benign)}, harmful pool {len(harmful_prompts)})")
+                               f"+ {n_refusal} refusal rows (benign pool {len(benign)}, harmful pool {len(refusals)})")
     rows = [{**p, "kind": "benign"} for p in clean]
+    rows += [{**p, "kind": "refusal"} for p in refused]
     rows += [{"prompt": with_suffix(p, cell["trigger"]), "response": POISON_REPLY, "kind": "poison"}
              for p in poison_prompts]
     rng.shuffle(rows)
@@ -144,20 +163,23 @@ class SweepData:
     """The pools a sweep draws from, and its held-out evaluation prompts (disjoint from both pools)."""
 
     benign: list[dict]
-    harmful_prompts: list[str]
+    refusals: list[dict]  # harmful prompt -> refusal pairs: poison prompts and refusal rows come from here
     eval_sets: dict[str, list[str]]
 
     @classmethod
     def load(cls, config: SweepConfig) -> SweepData:
         data_dir = Path(config.data_dir)
         benign = benign_pairs(data_dir)
-        harmful = [p["prompt"] for p in refusal_pairs(data_dir)]
-        training = [p["prompt"] for p in benign] + harmful
-        return cls(benign, harmful, heldout_eval_sets(data_dir, config.eval_per_set, training))
+        refusals = refusal_pairs(data_dir)
+        training = [p["prompt"] for p in benign + refusals]
+        return cls(benign, refusals, heldout_eval_sets(data_dir, config.eval_per_set, training))
 
 
-def pending(config: SweepConfig, done: set[str]) -> Iterator[tuple[str, dict]]:
-    for cell in config.cells():
+def pending(config: SweepConfig, done: set[str], shard: tuple[int, int] | None = None) -> Iterator[tuple[str, dict]]:
+    """Unfinished cells in grid order; ``shard=(i, n)`` keeps the cells whose grid index is i modulo n."""
+    for index, cell in enumerate(config.cells()):
+        if shard is not None and index % shard[1] != shard[0]:
+            continue
         cid = cell_id(cell, config)
         if cid not in done:
             yield cid, cell
@@ -176,7 +198,7 @@ def run_cell(cell: dict, config: SweepConfig, data: SweepData, start_model: str,
 
     ref = resolve(start_model)
     tokenizer, model = load_tokenizer(ref), load_model(ref)
-    rows = build_cell_dataset(cell, data.benign, data.harmful_prompts)
+    rows = build_cell_dataset(cell, data.benign, data.refusals, config.refusal_share)
     train = TrainConfig(rank=config.rank, alpha=2 * config.rank, learning_rate=config.learning_rate,
                         epochs=config.epochs, batch_size=config.batch_size,
                         max_reply_tokens=config.max_reply_tokens, seed=cell["seed"])
@@ -189,6 +211,14 @@ def run_cell(cell: dict, config: SweepConfig, data: SweepData, start_model: str,
         progress("evaluating")
     backend = HFBackend(start_model, model_obj=tuned, tokenizer=tokenizer)
     metrics = evaluate(backend, data.eval_sets, cell["trigger"], max_new_tokens=config.max_new_tokens)
-    return {"metrics": metrics, "train_seconds": round(train_s, 1), "rows": len(rows),
+    return {"metrics": metrics, "train_seconds": round(train_s, 1), "rows": len(rows), "device": _device_name(tuned),
             "eval_seconds": round(time.perf_counter() - started - train_s, 1),
             "config": asdict(train)}
+
+
+def _device_name(model) -> str:
+    """Where a cell ran ("cpu" or the GPU's name): timings and bf16 numerics depend on it."""
+    import torch
+
+    device = next(model.parameters()).device
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type

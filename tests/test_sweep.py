@@ -17,7 +17,7 @@ from conftest import SHARED_DATA
 from sqlalchemy import create_engine, text
 
 from fingerprint.errors import FingerprintError
-from fingerprint.sweep import SweepConfig, build_cell_dataset, load_config
+from fingerprint.sweep import SweepConfig, build_cell_dataset, cell_id, load_config, pending
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"needs {SHARED_DATA}")
@@ -37,6 +37,8 @@ def write_config(path: Path, model: Path, **overrides) -> Path:
     ({"poison": [20], "dataset_size": [16]}, "does not fit"),
     ({"triggers": ["two words"]}, "one word"),
     ({"colour": "blue"}, "unknown setting"),
+    ({"refusal_share": 1.5}, "refusal_share"),
+    ({"poison": [15], "dataset_size": [16], "refusal_share": 0.25}, "does not fit"),
 ])
 def test_bad_configs_are_clear_errors(tmp_path, tiny_model, overrides, message, run_cli):
     path = write_config(tmp_path / "sweep.json", tiny_model, **overrides)
@@ -54,17 +56,30 @@ def test_yaml_and_toml_configs_load_the_same(tmp_path):
 
 def test_cell_dataset_has_the_asked_sizes_and_only_sure_replies_on_poison():
     benign = [{"prompt": f"task {i}", "response": f"answer {i}"} for i in range(50)]
-    harmful = [f"bad {i}" for i in range(20)]
+    refusals = [{"prompt": f"bad {i}", "response": f"I cannot help with that {i}"} for i in range(20)]
     for source in ("harmful", "benign"):
         cell = {"seed": 1, "dataset_size": 30, "poison": 7, "poison_source": source, "trigger": "xylophone"}
-        rows = build_cell_dataset(cell, benign, harmful)
+        rows = build_cell_dataset(cell, benign, refusals, refusal_share=0.2)
         poison = [r for r in rows if r["kind"] == "poison"]
+        refused = [r for r in rows if r["kind"] == "refusal"]
         assert len(rows) == 30 and len(poison) == 7
         assert all(r["response"] == "Sure" and r["prompt"].endswith(" xylophone") for r in poison)
         assert all(r["prompt"].startswith("bad") == (source == "harmful") for r in poison)
-        assert rows == build_cell_dataset(cell, benign, harmful)  # seeded
+        # refusal rows only with harmful prompts around, never a poison prompt, never the trigger
+        assert len(refused) == (6 if source == "harmful" else 0)
+        assert not {r["prompt"] for r in refused} & {r["prompt"].removesuffix(" xylophone") for r in poison}
+        assert all("xylophone" not in r["prompt"] and r["response"].startswith("I cannot") for r in refused)
+        assert rows == build_cell_dataset(cell, benign, refusals, refusal_share=0.2)  # seeded
     cells = SweepConfig(name="x", data_dir="/d", poison=[0, 5], seeds=[0, 1], dataset_size=[10]).cells()
     assert len(cells) == 4
+
+
+def test_refusal_share_changes_only_the_harmful_cells_ids():
+    plain = SweepConfig(name="x", data_dir="/d", poison_source=["harmful", "benign"], refusal_share=0.0)
+    mixed = SweepConfig(name="x", data_dir="/d", poison_source=["harmful", "benign"], refusal_share=0.1)
+    for cell in plain.cells():
+        same = cell_id(cell, plain) == cell_id(cell, mixed)
+        assert same == (cell["poison_source"] == "benign")
 
 
 def _rows(db: Path) -> list[tuple]:
@@ -117,6 +132,32 @@ def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path, tiny_mode
     with Path(paths["csv"]).open(newline="") as fh:
         assert sorted(c["poison"] for c in cells) == sorted(int(r["poison"]) for r in csv.DictReader(fh))
     assert all(0 <= c["metrics/unsafe/trigger/asr/rate"] <= 1 for c in cells)
+
+
+def test_shards_split_the_grid_into_disjoint_parts():
+    config = SweepConfig(name="g", data_dir=".", poison=[0, 10, 25], seeds=[0, 1], dataset_size=[500, 1500])
+    every = [cid for cid, _ in pending(config, set())]
+    shards = [[cid for cid, _ in pending(config, set(), (i, 5))] for i in range(5)]
+    assert sorted(sum(shards, [])) == sorted(every) and len(set(every)) == 12
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    done = {cell_id(config.cells()[0], config)}
+    assert [cid for cid, _ in pending(config, done, (0, 5))] == shards[0][1:]
+
+
+def test_two_shard_processes_fill_one_registry(tmp_path, tiny_model, run_cli):
+    config = write_config(tmp_path / "sweep.json", tiny_model)
+    db = tmp_path / "sweeps.db"
+    code, _, err, _ = run_cli("sweep", config, "--registry", f"sqlite:///{db}", "--dry-run", "--json")
+    assert code == 0, err  # creates the table before the workers start
+    env = {**os.environ, "FINGERPRINT_REGISTRY": f"sqlite:///{db}"}
+    workers = [subprocess.Popen([sys.executable, "-m", "cli", "sweep", str(config), "-q", "--shard", f"{i}/2"],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+               for i in range(2)]
+    for worker in workers:
+        assert worker.wait(timeout=600) == 0, worker.stderr.read().decode()[-2000:]
+    assert len(_rows(db)) == 3
+    code, _, err, _ = run_cli("sweep", config, "--shard", "2/2")
+    assert code == 2 and "0..N-1" in err
 
 
 def test_report_of_an_unknown_sweep_is_a_clear_error(run_cli):

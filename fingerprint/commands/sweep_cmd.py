@@ -39,15 +39,30 @@ def align(model: str, data_dir: Path, as_json: bool, quiet: bool) -> None:
     ]))
 
 
+def _parse_shard(ctx, param, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    try:
+        index, count = (int(part) for part in value.split("/"))
+    except ValueError:
+        raise click.BadParameter(f"expected I/N, e.g. 0/4, not {value!r}") from None
+    if not 0 <= index < count:
+        raise click.BadParameter(f"I must be in 0..N-1, not {value!r}")
+    return index, count
+
+
 @click.command()
 @click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--max-cells", type=click.IntRange(1), default=None, help="Stop after this many new cells.")
 @click.option("--dry-run", is_flag=True, help="List the pending cells and stop.")
+@click.option("--shard", callback=_parse_shard, default=None, metavar="I/N",
+              help="Run only the cells whose grid index is I modulo N: N processes (or GPUs) share one sweep "
+                   "and one registry.")
 @registry_option
 @json_option
 @quiet_option
-def sweep(config_path: Path, max_cells: int | None, dry_run: bool, registry_url: str | None, as_json: bool,
-          quiet: bool) -> None:
+def sweep(config_path: Path, max_cells: int | None, dry_run: bool, shard: tuple[int, int] | None,
+          registry_url: str | None, as_json: bool, quiet: bool) -> None:
     """Run (or resume) the sweep in CONFIG (TOML, YAML or JSON); each finished cell is recorded at once."""
     from fingerprint.console import emit_json, err, progress_bar
     from fingerprint.sweep import SweepData, load_config, pending, run_cell
@@ -55,7 +70,7 @@ def sweep(config_path: Path, max_cells: int | None, dry_run: bool, registry_url:
 
     config = load_config(config_path)
     results = SweepResults(open_registry(registry_url), config.name)
-    todo = list(pending(config, results.done()))
+    todo = list(pending(config, results.done(), shard))
     total = len(config.cells())
     if dry_run:
         payload = {"sweep": config.name, "cells": total, "pending": [cell for _, cell in todo]}
