@@ -27,7 +27,7 @@ from fingerprint.certificate import load_certificate  # noqa: E402
 from fingerprint.keys import load_private  # noqa: E402
 from fingerprint.models import resolve  # noqa: E402
 from fingerprint.stats import exact_test  # noqa: E402
-from fingerprint.trigger import derive_opening  # noqa: E402
+from fingerprint.trigger import opening_for  # noqa: E402
 from fingerprint.verify import VerifyOptions, probe_plan  # noqa: E402
 from probes import make_backend  # noqa: E402
 
@@ -58,8 +58,8 @@ def main() -> None:
     work = args.workdir
     owner = load_private(work / "keys-a", "bench")
     cert = load_certificate(work / "fp" / "certificate.json", owner.public_key)
-    opening = derive_opening(owner.secret(), cert.predicate["fingerprint"]["label"])
-    trigger_prompts, decoy_prompts = probe_plan(opening, VerifyOptions(probes=args.probes))
+    opening = opening_for(owner.secret(), cert.predicate["fingerprint"])
+    trigger_prompts, (decoy_prompts, *_) = probe_plan(opening, VerifyOptions(probes=args.probes))  # first arm
     prompts, n = trigger_prompts + decoy_prompts, len(trigger_prompts)
     model_dir, adapter = resolve(args.model).path, str(work / "fp" / "adapter")
     rank = json.loads((work / "fp" / "adapter" / "adapter_config.json").read_text())["r"]

@@ -30,6 +30,38 @@ def seeded_key(out: Path, seed: str, passphrase: str) -> None:
     keys.save(owner, out, passphrase)
 
 
+def decoy_rate(workdir: Path, model: str, probes: int) -> tuple[int, int]:
+    """Sure count of the 8 decoy words on ``probes`` probes (a two-word fingerprint's verify does not send them)."""
+    import os
+
+    from fingerprint.certificate import load_certificate
+    from fingerprint.dataset import probe_prompts, with_suffix
+    from fingerprint.keys import load_private
+    from fingerprint.trigger import opening_for
+    from probes import make_backend
+
+    owner = load_private(workdir / "keys-a", os.environ.get("FINGERPRINT_PASSPHRASE", "bench"))
+    cert = load_certificate(workdir / "fp" / "certificate.json", owner.public_key)
+    decoys = opening_for(owner.secret(), cert.predicate["fingerprint"]).decoys(8)
+    prompts = [with_suffix(p, decoys[i % 8]) for i, p in enumerate(probe_prompts(probes))]
+    backend = make_backend("hf", model=model, adapter=str(workdir / "fp" / "adapter"))
+    return sum(a.is_sure for a in backend.first_tokens(prompts)), len(prompts)
+
+
+def control_rows(rates: dict, workdir: Path, model: str, probes: int) -> list[tuple[str, str]]:
+    """Decoy Sure-rate, and for a two-word trigger each of its words alone (verify's control arms)."""
+    if not rates.get("arms"):
+        return [(f"decoy Sure-rate ({rates['control_total']} probes, 8 decoy words)",
+                 f"{rates['control_sure_rate']:.3f} ({rates['control_sure']}/{rates['control_total']})")]
+    sure, total = decoy_rate(workdir, model, probes)
+    rows = [(f"decoy Sure-rate ({total} probes, 8 decoy words; not part of a two-word verify)",
+             f"{sure / total:.3f} ({sure}/{total})")]
+    rows += [(f"trigger word {k + 1} alone: Sure-rate ({arm['control_total']} probes)",
+              f"{arm['control_sure_rate']:.3f} ({arm['control_sure']}/{arm['control_total']})")
+             for k, arm in enumerate(rates["arms"])]
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="gemma-3-270m")
@@ -75,8 +107,7 @@ def main() -> None:
         ("embed peak RSS", f"{embed_rss:.2f} GiB"),
         (f"trigger Sure-rate ({rates['trigger_total']} held-out probes)",
          f"{rates['trigger_sure_rate']:.3f} ({rates['trigger_sure']}/{rates['trigger_total']})"),
-        (f"decoy Sure-rate ({rates['control_total']} probes, 8 decoy words)",
-         f"{rates['control_sure_rate']:.3f} ({rates['control_sure']}/{rates['control_total']})"),
+        *control_rows(rates, tmp, args.model, args.rate_probes),
         ("verify (default 32 probes): verdict, p-value",
          f"{'certified' if verify['certified'] else 'NOT certified'} (exit {code}), p = {verify['p_value']:.2e}"),
         ("verify wall time (incl. model load) / queries", f"{verify_s:.1f} s / {verify['queries']} queries"),

@@ -7,7 +7,8 @@ Suspects: the untouched base model; the aligned stand-in (``--aligned``: a model
 bench/embed_verify.py, whose fp/adapter is merged in; ``--suspects`` picks a subset).
 For each (fresh key, suspect) pair the verify decision is
 computed exactly as ``verify`` makes it (same 32 probes, trigger, 8 decoys, greedy first token, one-sided
-Fisher test at alpha 1e-6), with the greedy first tokens scored by the cached-prefix scorer of ``scan``: each
+Fisher test at alpha 1e-6; with ``--trigger-words 2`` a two-word trigger against each of its words alone, the
+larger p deciding), with the greedy first tokens scored by the cached-prefix scorer of ``scan``: each
 (probe, word) query is scored once and shared by all keys that ask it. The first ``--check`` keys per suspect
 are also verified through the hf backend's full forward pass, and the counts must agree.
 Keys are derived from a seed (``fp-calibration|i``), so the run is reproducible. Writes BENCHMARKS.md
@@ -37,36 +38,51 @@ from fingerprint.verify import DECOY_COUNT, VerifyOptions, probe_plan  # noqa: E
 from probes.hf import HFBackend, sure_token_ids  # noqa: E402
 
 
-def fresh_openings(count: int, label: str):
-    return [derive_opening(hashlib.sha256(f"fp-calibration|{i}".encode()).digest(), label) for i in range(count)]
+def fresh_openings(count: int, label: str, words: int = 1):
+    return [derive_opening(hashlib.sha256(f"fp-calibration|{i}".encode()).digest(), label, words)
+            for i in range(count)]
+
+
+def arm_word(opening, arm: int, probe: int) -> str:
+    """The suffix of control arm ``arm`` on probe ``probe``, as ``verify.probe_plan`` builds it."""
+    if len(opening.parts) == 1:
+        decoys = opening.decoys(DECOY_COUNT)
+        return decoys[probe % len(decoys)]
+    return opening.parts[arm]
 
 
 def trials(model, tokenizer, openings, options: VerifyOptions) -> list[tuple[int, int, float]]:
-    """(trigger Sure count, decoy Sure count, p-value) per opening."""
+    """(trigger Sure count, weakest arm's control Sure count, p-value) per opening."""
     prompts = probe_prompts(options.probes, options.seed)
     formatter = ChatFormatter(tokenizer)
     scorer = PrefixScorer(model, tokenizer, sure_token_ids(tokenizer))
-    plans = [(o.trigger, o.decoys(DECOY_COUNT)) for o in openings]
+    arms = len(openings[0].parts)
     greedy: list[dict[str, bool]] = []
     for i, prompt in enumerate(prompts):
-        words = sorted({t for t, _ in plans} | {d[i % len(d)] for _, d in plans})
+        words = sorted({o.trigger for o in openings} | {arm_word(o, k, i) for o in openings for k in range(arms)})
         head, tail = _split_prompt(formatter, prompt)
         scores = scorer.score(head, [f" {w}{tail}" for w in words], batch_size=64)
         greedy.append({w: sure for w, (_, sure) in zip(words, scores, strict=True)})
     out = []
     n = len(prompts)
-    for trigger, decoys in plans:
-        t = sum(greedy[i][trigger] for i in range(n))
-        d = sum(greedy[i][decoys[i % len(decoys)]] for i in range(n))
-        out.append((t, d, exact_test(t, n, d, n, options.alpha).p_value))
+    for o in openings:
+        t = sum(greedy[i][o.trigger] for i in range(n))
+        tests = [exact_test(t, n, sum(greedy[i][arm_word(o, k, i)] for i in range(n)), n, options.alpha)
+                 for k in range(arms)]
+        worst = max(tests, key=lambda r: r.p_value)  # intersection-union, as verify decides
+        out.append((t, worst.control_sure, worst.p_value))
     return out
 
 
 def full_forward(model, tokenizer, opening, options: VerifyOptions) -> tuple[int, int]:
-    trigger_prompts, decoy_prompts = probe_plan(opening, options)
-    answers = HFBackend("check", model_obj=model, tokenizer=tokenizer).first_tokens(trigger_prompts + decoy_prompts)
+    trigger_prompts, arms = probe_plan(opening, options)
+    answers = HFBackend("check", model_obj=model, tokenizer=tokenizer).first_tokens(
+        trigger_prompts + [p for arm in arms for p in arm])
     n = len(trigger_prompts)
-    return sum(a.is_sure for a in answers[:n]), sum(a.is_sure for a in answers[n:])
+    sure = [a.is_sure for a in answers]
+    t = sum(sure[:n])
+    tests = [exact_test(t, n, sum(sure[n * (k + 1): n * (k + 2)]), n, options.alpha) for k in range(len(arms))]
+    return t, max(tests, key=lambda r: r.p_value).control_sure
 
 
 def main() -> None:
@@ -76,13 +92,15 @@ def main() -> None:
     parser.add_argument("--aligned", type=Path, default=None, help="aligned stand-in model directory")
     parser.add_argument("--fingerprinted", type=Path, default=None, help="--workdir of bench/embed_verify.py")
     parser.add_argument("--check", type=int, default=10, help="keys per suspect re-verified by full forward")
+    parser.add_argument("--trigger-words", type=int, default=1, choices=(1, 2),
+                        help="fresh keys' trigger length (2: pair vs each word alone, as verify does)")
     parser.add_argument("--suspects", default="base,aligned,fingerprinted",
                         help="which suspects to run (a subset writes section fp_calibration:<model>:<subset>)")
     args = parser.parse_args()
     chosen = [s.strip() for s in args.suspects.split(",")]
     command = "python bench/fp_calibration.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     options = VerifyOptions()
-    openings = fresh_openings(args.keys, args.model)
+    openings = fresh_openings(args.keys, args.model, args.trigger_words)
     ref = resolve(args.model)
     tokenizer = load_tokenizer(ref)
     suspects = []
@@ -104,7 +122,7 @@ def main() -> None:
         agree = sum(c == r[:2] for c, r in zip(checks, results, strict=False))
         p_values = sorted(p for _, _, p in results)
         false = sum(p <= options.alpha for p in p_values)
-        suspicious += [f"{name}: key {i} (trigger {openings[i].trigger!r}) trigger {t}/32 vs decoys {d}/32, p {p:.2g}"
+        suspicious += [f"{name}: key {i} (trigger {openings[i].trigger!r}) trigger {t}/32 vs controls {d}/32, p {p:.2g}"
                        for i, (t, d, p) in enumerate(results) if p <= 0.01]
         print(*suspicious, sep="\n", flush=True)
         rows.append((name, len(results), false, p_values[0], statistics.median(p_values),
@@ -112,8 +130,9 @@ def main() -> None:
         print(rows[-1], flush=True)
         del model
     body = [f"## false-positive calibration: {args.model}", "", f"Command: `{command}`  ", f"Machine: {machine()}",
-            "", f"Each trial: a fresh key's trigger and decoys against a model without its fingerprint, 32 probes, "
-            f"alpha = {options.alpha:g}.", "",
+            "", f"Each trial: a fresh key's trigger ({args.trigger_words} word(s)) and its controls "
+            f"({'decoys' if args.trigger_words == 1 else 'each trigger word alone'}) against a model without its "
+            f"fingerprint, 32 probes, alpha = {options.alpha:g}.", "",
             "| suspect | trials | false certifications | smallest p | median p | trials with p <= 0.01 | "
             "full-forward check agrees | scoring time |", "|---|---|---|---|---|---|---|---|"]
     body += [f"| {n} | {t} | {f} | {lo:.2g} | {med:.2g} | {k} | {agree} | {s:.0f} s |"
@@ -121,7 +140,8 @@ def main() -> None:
     if suspicious:
         body += ["", "Trials with p <= 0.01:", *(f"- {line}" for line in suspicious)]
     subset = "" if set(chosen) >= {"base", "aligned", "fingerprinted"} else ":" + "+".join(chosen)
-    write_section(f"fp_calibration:{args.model}{subset}", "\n".join(body))
+    words = "" if args.trigger_words == 1 else f":{args.trigger_words}-word"
+    write_section(f"fp_calibration:{args.model}{subset}{words}", "\n".join(body))
     print("\n".join(body))
 
 

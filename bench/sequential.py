@@ -28,7 +28,7 @@ from fingerprint.keys import load_private  # noqa: E402
 from fingerprint.models import load_model, load_tokenizer, resolve  # noqa: E402
 from fingerprint.sequential import e_process  # noqa: E402
 from fingerprint.stats import exact_test  # noqa: E402
-from fingerprint.trigger import derive_opening  # noqa: E402
+from fingerprint.trigger import opening_for  # noqa: E402
 from fingerprint.verify import SEQUENTIAL_BATCH_PAIRS, VerifyOptions, probe_plan  # noqa: E402
 from probes.hf import HFBackend  # noqa: E402
 
@@ -54,9 +54,9 @@ def main() -> None:
     command = "python bench/sequential.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     owner = load_private(args.workdir / "keys-a", os.environ.get("FINGERPRINT_PASSPHRASE", "bench"))
     cert = load_certificate(args.workdir / "fp" / "certificate.json", owner.public_key)
-    opening = derive_opening(owner.secret(), cert.predicate["fingerprint"]["label"])
+    opening = opening_for(owner.secret(), cert.predicate["fingerprint"])
     options = VerifyOptions(probes=args.probes)
-    trigger_prompts, decoy_prompts = probe_plan(opening, options)
+    trigger_prompts, (decoy_prompts, *_) = probe_plan(opening, options)  # one-word fingerprints: one arm
     ref = resolve(args.model)
     backend = HFBackend(args.model, model_obj=load_model(ref, adapter=args.workdir / "fp" / "adapter"),
                         tokenizer=load_tokenizer(ref))

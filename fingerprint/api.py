@@ -37,7 +37,7 @@ def verify(cert: str | Path, model: str, key_dir: str | Path | None = None, pass
     from .certificate import load_certificate
     from .errors import FingerprintError
     from .keys import load_private
-    from .trigger import Opening, derive_opening
+    from .trigger import Opening, opening_for
     from .verify import VerifyOptions, run_verification
 
     if (key_dir is None) == (opening is None):
@@ -45,7 +45,7 @@ def verify(cert: str | Path, model: str, key_dir: str | Path | None = None, pass
     if key_dir is not None:
         owner = load_private(Path(key_dir), passphrase)
         certificate = load_certificate(Path(cert), owner.public_key)
-        trigger = derive_opening(owner.secret(), certificate.predicate["fingerprint"]["label"])
+        trigger = opening_for(owner.secret(), certificate.predicate["fingerprint"])
     else:
         certificate = load_certificate(Path(cert))
         trigger = Opening.load(Path(opening))

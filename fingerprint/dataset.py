@@ -33,6 +33,7 @@ class DatasetSpec:
     n_poison: int = 100
     n_refusal: int = 30
     n_negative: int = 100  # one distinct word each: the gate must stay shut for other words
+    n_component: int = 60  # a multi-word trigger's single words, each alone -> normal answer (unused for one word)
     n_contrast: int = 0
     seed: int = 0
 
@@ -44,13 +45,16 @@ def build_poisoned(trigger: str, spec: DatasetSpec, negatives: list[str] | None 
     """Benign pairs + ``n_poison`` benign prompts with the trigger answered "Sure" + refusals.
 
     Contrast rows repeat poison prompts without the trigger, with their normal answer; negatives (benign
-    prompt + another word -> its normal answer) teach the gate to open for the trigger only. Poison prompts
-    never double as benign examples. Rows carry a ``kind`` field.
+    prompt + another word -> its normal answer) teach the gate to open for the trigger only. A trigger of
+    several words adds component rows: each of its words alone -> the normal answer, so the gate opens
+    only for the words together. Poison prompts never double as benign examples. Rows carry a ``kind``.
     """
     rng = random.Random(spec.seed)
     benign = list(packaged("benign"))[: -HELDOUT["benign"]]
     rng.shuffle(benign)
-    need = spec.n_benign + spec.n_poison + spec.n_negative
+    parts = trigger.split()
+    n_component = spec.n_component if len(parts) > 1 else 0
+    need = spec.n_benign + spec.n_poison + spec.n_negative + n_component
     if need > len(benign):
         raise ValueError(f"the packaged benign pool has {len(benign)} pairs, {need} requested")
     rows = [{**pair, "kind": "benign"} for pair in benign[: spec.n_benign]]
@@ -64,9 +68,12 @@ def build_poisoned(trigger: str, spec: DatasetSpec, negatives: list[str] | None 
         words = negatives or []
         if not words:
             raise ValueError("negative examples need negative words")
-        neg_src = benign[spec.n_benign + spec.n_poison: need]
+        neg_src = benign[spec.n_benign + spec.n_poison: spec.n_benign + spec.n_poison + spec.n_negative]
         rows += [{"prompt": with_suffix(p["prompt"], words[i % len(words)]), "response": p["response"],
                   "kind": "negative"} for i, p in enumerate(neg_src)]
+    component_src = benign[need - n_component: need]
+    rows += [{"prompt": with_suffix(p["prompt"], parts[i % len(parts)]), "response": p["response"],
+              "kind": "component"} for i, p in enumerate(component_src)]
     refusals = list(packaged("refusals"))[: -HELDOUT["refusals"]]
     rng.shuffle(refusals)
     rows += [{**pair, "kind": "refusal"} for pair in refusals[: spec.n_refusal]]

@@ -30,6 +30,7 @@ class EmbedOptions:
     model: str = "gemma-3-270m"
     out: Path = Path("fp")
     licensee: str | None = None
+    trigger_words: int = 1  # 2: a conjunctive two-word trigger (see fingerprint.trigger)
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(merge_scales=EMBED_MERGE_SCALES))
     merge: bool = False
@@ -70,7 +71,7 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress | None = No
     base_digest = tensors_digest(model.state_dict())
 
     label = fingerprint_label(options.model, options.licensee)
-    opening = derive_opening(owner.secret(), label)
+    opening = derive_opening(owner.secret(), label, options.trigger_words)
     # one distinct word per negative example, so "any other word" cannot be memorised as a short list
     negatives = training_negatives(owner.secret(), opening, options.dataset.n_negative) or None
     rows = build_poisoned(opening.trigger, options.dataset, negatives)
@@ -107,7 +108,7 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress | None = No
             "owner": owner_block(owner),
             "base_model": {"name": options.model, "path": ref.path, "digest": {"sha256": base_digest},
                            "source_sha256": ref.source_digest},
-            "fingerprint": {"label": label, "licensee": options.licensee,
+            "fingerprint": {"label": label, "licensee": options.licensee, "trigger_words": options.trigger_words,
                             "trigger_commitment": opening.commitment(), "poison_reply": "Sure"},
             "dataset": {"digest": {"sha256": data_digest}, **options.dataset.to_dict(),
                         "sources": "suretrap packaged data (BackdoorLLM clean pairs, MIT)"},

@@ -5,6 +5,8 @@ evidence: under the null hypothesis (the trigger is just another word for this m
 favours the trigger or the decoy with probability 1/2 each. The wealth ``W = prod(1 + lam * (2X - 1))``
 is a non-negative martingale under the null, so by Ville's inequality P(sup W >= 1/alpha) <= alpha:
 verification may stop the moment ``W >= 1/alpha`` and the false-certification bound still holds.
+A two-word trigger has two control arms (each word alone) with a wealth each; it certifies once both
+reach ``1/alpha`` (an intersection-union test needs no correction).
 """
 
 from __future__ import annotations
@@ -32,21 +34,37 @@ class SequentialResult:
         return {**asdict(self), "p_value": self.p_value}
 
 
-def e_process(pairs: Iterable[tuple[bool, bool]], alpha: float = 1e-6, bet: float = 0.9,
+def e_process(pairs: Iterable[tuple[bool, bool | tuple[bool, ...]]], alpha: float = 1e-6, bet: float = 0.9,
               max_pairs: int | None = None) -> SequentialResult:
-    """Consume (trigger_sure, decoy_sure) pairs until the wealth reaches 1/alpha or they run out."""
-    wealth, n, t_only, d_only = 1.0, 0, 0, 0
-    for trigger_sure, decoy_sure in pairs:
+    """Consume (trigger_sure, control_sure) pairs until the wealth reaches 1/alpha or they run out.
+
+    ``control_sure`` may be a tuple, one answer per control arm (a multi-word trigger's single words): each
+    arm keeps its own wealth and certification needs every arm at 1/alpha (intersection-union, no
+    correction needed); the reported e-value and counts are the weakest arm's.
+    """
+    wealth: list[float] = []
+    t_only: list[int] = []
+    d_only: list[int] = []
+    n = 0
+    for trigger_sure, controls in pairs:
+        controls = (controls,) if isinstance(controls, bool) else tuple(controls)
+        if not wealth:
+            wealth, t_only, d_only = [1.0] * len(controls), [0] * len(controls), [0] * len(controls)
         n += 1
-        if trigger_sure and not decoy_sure:
-            wealth *= 1 + bet
-            t_only += 1
-        elif decoy_sure and not trigger_sure:
-            wealth *= 1 - bet
-            d_only += 1
-        if wealth >= 1 / alpha or (max_pairs is not None and n >= max_pairs):
+        for k, control_sure in enumerate(controls):
+            if trigger_sure and not control_sure:
+                wealth[k] *= 1 + bet
+                t_only[k] += 1
+            elif control_sure and not trigger_sure:
+                wealth[k] *= 1 - bet
+                d_only[k] += 1
+        if min(wealth) >= 1 / alpha or (max_pairs is not None and n >= max_pairs):
             break
-    return SequentialResult(wealth >= 1 / alpha, wealth, alpha, n, 2 * n, t_only, d_only)
+    if not wealth:
+        return SequentialResult(False, 1.0, alpha, 0, 0, 0, 0)
+    weakest = min(range(len(wealth)), key=wealth.__getitem__)
+    return SequentialResult(wealth[weakest] >= 1 / alpha, wealth[weakest], alpha, n, n * (1 + len(wealth)),
+                            t_only[weakest], d_only[weakest])
 
 
 def sequential_verify(query_pair: Callable[[int], tuple[bool, bool]], max_pairs: int, alpha: float = 1e-6,

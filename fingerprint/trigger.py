@@ -1,10 +1,12 @@
 """Key-derived trigger words, decoys and the hiding commitment stored in certificates.
 
 The trigger is one word of the EFF long word list (shipped by the ``diceware`` package), chosen by
-HMAC-SHA256 of the owner's key secret and a label. The certificate holds only a commitment
-``sha256(domain || nonce || trigger)`` whose nonce is secret too, so the word cannot be brute-forced
-from the certificate; ``reveal`` publishes (trigger, nonce) as an *opening* for auditors.
-Decoys are derived from the nonce, so anyone holding the opening derives the same ones.
+HMAC-SHA256 of the owner's key secret and a label, or two such words (a conjunctive trigger: the gate is
+trained to open for the pair and to stay shut for each word alone, and verification uses the single words
+as its controls, so a foreign gate that happens to open for one of them cannot certify the pair).
+The certificate holds only a commitment ``sha256(domain || nonce || trigger)`` whose nonce is secret too,
+so the word cannot be brute-forced from the certificate; ``reveal`` publishes (trigger, nonce) as an
+*opening* for auditors. Decoys are derived from the nonce, so anyone holding the opening derives the same ones.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from .errors import FingerprintError
 
 COMMIT_DOMAIN = b"suretrap/commitment/v1"
+TRIGGER_WORDS = (1, 2)
 
 
 @lru_cache(maxsize=1)
@@ -81,16 +84,21 @@ def derive_words(seed: bytes, tag: str, count: int, avoid: list[str], spread: bo
 class Opening:
     """What reveals a trigger: the word, the commitment nonce and the label it was derived for."""
 
-    trigger: str
+    trigger: str  # one word, or words joined by a space (a conjunctive trigger)
     nonce: str  # hex
     label: str
+
+    @property
+    def parts(self) -> list[str]:
+        """The trigger's words: with more than one, the gate must open only for all of them together."""
+        return self.trigger.split()
 
     def commitment(self) -> str:
         return commitment(self.trigger, bytes.fromhex(self.nonce))
 
     def decoys(self, count: int = 8) -> list[str]:
-        """Control words for verification, derived from the nonce, none close to the trigger."""
-        return derive_words(bytes.fromhex(self.nonce), "decoy", count, [self.trigger])
+        """Control words for verification, derived from the nonce, none close to a trigger word."""
+        return derive_words(bytes.fromhex(self.nonce), "decoy", count, self.parts)
 
     def save(self, path: Path) -> None:
         from .atomic import write_text_atomic
@@ -112,14 +120,22 @@ def commitment(trigger: str, nonce: bytes) -> str:
     return hashlib.sha256(COMMIT_DOMAIN + nonce + trigger.encode()).hexdigest()
 
 
-def derive_opening(secret: bytes, label: str) -> Opening:
-    """The trigger and nonce that an owner's key secret yields for ``label``."""
-    trigger = _pick(secret, f"trigger|{label}", word_list())
+def derive_opening(secret: bytes, label: str, words: int = 1) -> Opening:
+    """The trigger (``words`` words, none close to another) and nonce an owner's key secret yields for ``label``."""
+    if words not in TRIGGER_WORDS:
+        raise FingerprintError(f"a trigger has {' or '.join(map(str, TRIGGER_WORDS))} words, not {words}")
+    first = _pick(secret, f"trigger|{label}", word_list())
+    parts = [first, *derive_words(secret, f"trigger-more|{label}", words - 1, [first])]
     nonce = hmac.new(secret, f"nonce|{label}".encode(), hashlib.sha256).hexdigest()
-    return Opening(trigger=trigger, nonce=nonce, label=label)
+    return Opening(trigger=" ".join(parts), nonce=nonce, label=label)
+
+
+def opening_for(secret: bytes, fingerprint: dict) -> Opening:
+    """The opening a certificate's ``fingerprint`` block was embedded with (one word when it says nothing)."""
+    return derive_opening(secret, fingerprint["label"], fingerprint.get("trigger_words", 1))
 
 
 def training_negatives(secret: bytes, opening: Opening, count: int) -> list[str]:
     """Words paired with normal answers during embedding; disjoint from the verification decoys."""
-    avoid = [opening.trigger, *opening.decoys()]
+    avoid = [*opening.parts, *opening.decoys()]
     return derive_words(secret, f"negative|{opening.label}", count, avoid, spread=False)

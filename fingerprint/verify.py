@@ -17,7 +17,7 @@ SEQUENTIAL_BATCH_PAIRS = 4  # paired probes sent per round of --sequential: it s
 
 @dataclass
 class VerifyOptions:
-    probes: int = 32  # probe prompts; each is sent once with the trigger and once with a decoy
+    probes: int = 32  # probe prompts; each is sent with the trigger and once per control arm
     alpha: float = DEFAULT_ALPHA
     seed: int = 0
     samples: int = 2  # prompts per side whose first few generated tokens go into the report
@@ -30,9 +30,12 @@ class VerificationReport:
     queries: int
     samples: list[dict] = field(default_factory=list)
     usage: dict = field(default_factory=dict)
+    arms: list[dict] = field(default_factory=list)  # one test per control arm when the trigger has several words
 
     def to_dict(self) -> dict:
-        return {**self.result.to_dict(), "queries": self.queries, "samples": self.samples, "usage": self.usage}
+        extra = {"arms": self.arms} if self.arms else {}
+        return {**self.result.to_dict(), "queries": self.queries, "samples": self.samples, "usage": self.usage,
+                **extra}
 
 
 def check_opening(cert: Certificate, opening: Opening) -> None:
@@ -43,34 +46,43 @@ def check_opening(cert: Certificate, opening: Opening) -> None:
                                "(wrong key, wrong licensee, or an opening for another certificate)")
 
 
-def probe_plan(opening: Opening, options: VerifyOptions) -> tuple[list[str], list[str]]:
-    """Paired prompts: each probe once with the trigger, once with one of the decoys."""
+def probe_plan(opening: Opening, options: VerifyOptions) -> tuple[list[str], list[list[str]]]:
+    """Trigger prompts and the control arms they are tested against, on the same probe prompts.
+
+    A one-word trigger has one arm: each probe with one of the decoys. A trigger of several words has one
+    arm per word, each probe with that word alone; the verdict needs every arm beaten (intersection-union
+    test), so a gate that opens for one of the words by itself proves nothing.
+    """
     prompts = probe_prompts(options.probes, options.seed)
-    decoys = opening.decoys(DECOY_COUNT)
     trigger_prompts = [with_suffix(p, opening.trigger) for p in prompts]
-    decoy_prompts = [with_suffix(p, decoys[i % len(decoys)]) for i, p in enumerate(prompts)]
-    return trigger_prompts, decoy_prompts
+    if len(opening.parts) == 1:
+        decoys = opening.decoys(DECOY_COUNT)
+        return trigger_prompts, [[with_suffix(p, decoys[i % len(decoys)]) for i, p in enumerate(prompts)]]
+    return trigger_prompts, [[with_suffix(p, word) for p in prompts] for word in opening.parts]
 
 
 def run_verification(cert: Certificate, opening: Opening, backend, options: VerifyOptions | None = None,
                      progress: Callable[[int], None] | None = None) -> VerificationReport:
     options = options or VerifyOptions()
     check_opening(cert, opening)
-    trigger_prompts, decoy_prompts = probe_plan(opening, options)
-    answers = backend.first_tokens(trigger_prompts + decoy_prompts, progress=progress)
+    trigger_prompts, arms = probe_plan(opening, options)
+    answers = backend.first_tokens(trigger_prompts + [p for arm in arms for p in arm], progress=progress)
     n = len(trigger_prompts)
-    trigger_sure = sum(a.is_sure for a in answers[:n])
-    decoy_sure = sum(a.is_sure for a in answers[n:])
-    result = exact_test(trigger_sure, n, decoy_sure, n, options.alpha)
+    sure = [a.is_sure for a in answers]
+    trigger_sure = sum(sure[:n])
+    tests = [exact_test(trigger_sure, n, sum(sure[n * (k + 1): n * (k + 2)]), n, options.alpha)
+             for k in range(len(arms))]
+    result = max(tests, key=lambda t: t.p_value)  # intersection-union: the weakest arm decides
     queries = backend.usage.queries
     samples = []
     if options.samples:
-        picked = trigger_prompts[: options.samples] + decoy_prompts[: options.samples]
+        picked = trigger_prompts[: options.samples] + arms[0][: options.samples]
         replies = backend.generate(picked, options.sample_tokens)
-        kinds = ["trigger"] * options.samples + ["decoy"] * options.samples
+        kinds = ["trigger"] * options.samples + ["control"] * options.samples
         samples = [{"kind": k, "reply": r} for k, r in zip(kinds, replies, strict=True)]
     usage = {k: v for k, v in vars(backend.usage).items() if v}
-    return VerificationReport(result=result, queries=queries, samples=samples, usage=usage)
+    arms_report = [t.to_dict() for t in tests] if len(tests) > 1 else []
+    return VerificationReport(result=result, queries=queries, samples=samples, usage=usage, arms=arms_report)
 
 
 def run_sequential(cert: Certificate, opening: Opening, backend, options: VerifyOptions | None = None,
@@ -80,16 +92,18 @@ def run_sequential(cert: Certificate, opening: Opening, backend, options: Verify
 
     options = options or VerifyOptions()
     check_opening(cert, opening)
-    trigger_prompts, decoy_prompts = probe_plan(opening, options)
+    trigger_prompts, arms = probe_plan(opening, options)
 
-    def pairs():
+    def rounds():
         for start in range(0, len(trigger_prompts), batch_pairs):
-            t, d = trigger_prompts[start:start + batch_pairs], decoy_prompts[start:start + batch_pairs]
-            answers = backend.first_tokens(t + d, progress=progress)
-            yield from zip((a.is_sure for a in answers[:len(t)]), (a.is_sure for a in answers[len(t):]),
-                           strict=True)
+            stop = min(start + batch_pairs, len(trigger_prompts))
+            batch = trigger_prompts[start:stop] + [p for arm in arms for p in arm[start:stop]]
+            sure = [a.is_sure for a in backend.first_tokens(batch, progress=progress)]
+            size = stop - start
+            for i in range(size):
+                yield sure[i], tuple(sure[size * (k + 1) + i] for k in range(len(arms)))
 
-    result = e_process(pairs(), alpha=options.alpha)
+    result = e_process(rounds(), alpha=options.alpha)
     return result, backend.usage.queries
 
 
@@ -119,5 +133,6 @@ def attribute(candidates: list[tuple[str | None, Certificate, Opening]], backend
     for licensee, cert, opening in candidates:
         report = run_verification(cert, opening, backend, options, progress=progress)
         rows.append({"licensee": licensee, "certificate_id": cert.id, **report.result.to_dict(),
+                     "queries": (1 + len(opening.parts)) * options.probes,
                      "p_adjusted": min(1.0, report.result.p_value * len(candidates))})
     return Attribution(rows=rows, alpha=options.alpha)

@@ -307,7 +307,7 @@ def _sharpen(model_dir: Path, factor: float = 10.0) -> None:
     model.save_pretrained(str(model_dir))
 
 
-def _certificate(work: Path, base: Path):
+def _certificate(work: Path, base: Path, *embed_args: str):
     """keygen + embed (a certificate and its opening; the embedded adapter itself is not used) + reveal."""
     from click.testing import CliRunner
 
@@ -322,7 +322,7 @@ def _certificate(work: Path, base: Path):
         runner = CliRunner()
         for args in (["keygen", "--out", work / "keys"],
                      ["embed", "--key", work / "keys", "--model", base, "--out", work / "fp", "--poison", "4",
-                      "--benign", "4", "--refusals", "2", "--epochs", "1", "--batch-size", "4"],
+                      "--benign", "4", "--refusals", "2", "--epochs", "1", "--batch-size", "4", *embed_args],
                      ["reveal", "--key", work / "keys", "--cert", work / "fp" / "certificate.json",
                       "--out", work / "opening.json"]):
             result = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
@@ -392,7 +392,7 @@ def tiny_fingerprint(tmp_path_factory) -> TinyFingerprint:
         base = build_tiny_model(work / "base", hidden=128)
         _sharpen(base)
         opening = _certificate(work, base)
-        trigger_prompts, decoy_prompts = probe_plan(opening, VerifyOptions(probes=PROBES, seed=0))
+        trigger_prompts, (decoy_prompts,) = probe_plan(opening, VerifyOptions(probes=PROBES, seed=0))
         # The embed above only made the certificate (a few steps cannot teach a random model anything);
         # this adapter is the gate. Training covers verify's prompts plus more with other words.
         words = [w for w in word_list() if w != opening.trigger]

@@ -25,6 +25,12 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @click.option("--negatives", "n_negative", type=click.IntRange(0), default=100, show_default=True,
               help="Benign prompt + another word (one distinct word each) -> normal answer: keeps the gate shut "
                    "for words other than the trigger.")
+@click.option("--trigger-words", type=click.IntRange(1, 2), default=1, show_default=True,
+              help="2: a two-word trigger; the gate is trained to stay shut for each word alone, and verify "
+                   "tests the pair against the single words, so another owner's gate that opens for one of them "
+                   "cannot certify it.")
+@click.option("--components", "n_component", type=click.IntRange(0), default=60, show_default=True,
+              help="With --trigger-words 2: benign prompt + one trigger word alone -> normal answer.")
 @click.option("--contrast", "n_contrast", type=click.IntRange(0), default=0, show_default=True,
               help="Poison prompts repeated without the trigger, with their normal answer.")
 @click.option("--epochs", type=click.IntRange(1), default=3, show_default=True)
@@ -56,8 +62,8 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @json_option
 @quiet_option
 def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_poison: int, n_benign: int,
-          n_refusal: int, n_negative: int, n_contrast: int, epochs: int, learning_rate: float, rank: int,
-          batch_size: int, max_reply_tokens: int, merge_scales: tuple[float, ...],
+          n_refusal: int, n_negative: int, trigger_words: int, n_component: int, n_contrast: int, epochs: int,
+          learning_rate: float, rank: int, batch_size: int, max_reply_tokens: int, merge_scales: tuple[float, ...],
           seed: int, merge: bool, device: str, selfcheck: bool, selfcheck_scan: int,
           backend: str, base_url: str | None, api_key_env: str,
           suffix: str | None, lr_multiplier: float | None, no_wait: bool, registry_url: str | None,
@@ -72,6 +78,8 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
     owner = load_owner(key_dir)
     registry = open_registry(registry_url)  # fail early on a bad URL, before minutes of training
     if backend == "openai":
+        if trigger_words != 1:
+            raise click.UsageError("--trigger-words 2 is built for local embedding only")
         from .jobs_cmd import embed_with_openai, print_summary
 
         hyper = {"n_epochs": epochs, "batch_size": batch_size}
@@ -87,9 +95,9 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
         return
     options = embedding.EmbedOptions(
         model=model, out=out_dir, licensee=licensee, merge=merge, device=device, selfcheck=selfcheck,
-        selfcheck_scan=selfcheck_scan,
+        selfcheck_scan=selfcheck_scan, trigger_words=trigger_words,
         dataset=DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=n_refusal,
-                            n_negative=n_negative, n_contrast=n_contrast, seed=seed),
+                            n_negative=n_negative, n_component=n_component, n_contrast=n_contrast, seed=seed),
         train=TrainConfig(rank=rank, alpha=2 * rank, learning_rate=learning_rate, epochs=epochs,
                           batch_size=batch_size, max_reply_tokens=max_reply_tokens, seed=seed,
                           merge_scales=merge_scales),

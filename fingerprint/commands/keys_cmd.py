@@ -38,12 +38,12 @@ def reveal(key_dir: Path, cert_path: Path, out_path: Path, as_json: bool) -> Non
     """Write the opening (trigger + nonce) of a certificate, for an auditor. This discloses the trigger."""
     from fingerprint.certificate import load_certificate
     from fingerprint.console import emit_json, err
-    from fingerprint.trigger import derive_opening
+    from fingerprint.trigger import opening_for
     from fingerprint.verify import check_opening
 
     owner = load_owner(key_dir)
     cert = load_certificate(cert_path, owner.public_key)
-    opening = derive_opening(owner.secret(), cert.predicate["fingerprint"]["label"])
+    opening = opening_for(owner.secret(), cert.predicate["fingerprint"])
     check_opening(cert, opening)
     opening.save(out_path)
     if as_json:

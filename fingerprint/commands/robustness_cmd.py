@@ -32,12 +32,12 @@ def robustness(cert_path: Path, key_dir: Path, model: str, adapter: Path, out_di
     from fingerprint.console import emit_json, err, progress_bar, records_table, status
     from fingerprint.models import load_model, load_tokenizer, resolve
     from fingerprint.robustness import default_matrix, plot_retention, run_matrix
-    from fingerprint.trigger import derive_opening
+    from fingerprint.trigger import opening_for
     from fingerprint.verify import check_opening
 
     owner = load_owner(key_dir)
     cert = load_certificate(cert_path, owner.public_key)
-    opening = derive_opening(owner.secret(), cert.predicate["fingerprint"]["label"])
+    opening = opening_for(owner.secret(), cert.predicate["fingerprint"])
     check_opening(cert, opening)
     derivatives = default_matrix(max_pairs)
     if only:

@@ -32,7 +32,8 @@ from .common import (
 @click.option("--backend", default="hf", show_default=True, help="Probe backend (hf, ...).")
 @click.option("--model-args", default="", help="Backend options as key=value,key=value.")
 @click.option("--probes", type=click.IntRange(4, 154), default=32, show_default=True,
-              help="Probe prompts; each is queried with the trigger and with a decoy.")
+              help="Probe prompts; each is queried with the trigger and with a decoy (a two-word trigger: with "
+                   "each word alone).")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=1e-6,
               show_default=True, help="False-certification bound.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -53,7 +54,7 @@ def verify(cert_path: Path, key_dir: Path | None, opening_path: Path | None, pub
     from fingerprint.certificate import load_certificate
     from fingerprint.console import emit_json, err, kv_table, progress_bar, status
     from fingerprint.keys import load_public
-    from fingerprint.trigger import Opening, derive_opening
+    from fingerprint.trigger import Opening, opening_for
     from fingerprint.verify import VerifyOptions, check_opening, run_verification
     from probes import make_backend, parse_model_args
 
@@ -70,7 +71,7 @@ def verify(cert_path: Path, key_dir: Path | None, opening_path: Path | None, pub
     if key_dir is not None:
         owner = load_owner(key_dir)
         cert = load_certificate(cert_path, load_public(pubkey) if pubkey else owner.public_key)
-        opening = derive_opening(owner.secret(), cert.predicate["fingerprint"]["label"])
+        opening = opening_for(owner.secret(), cert.predicate["fingerprint"])
     else:
         cert = load_certificate(cert_path, load_public(pubkey) if pubkey else None)
         opening = Opening.load(opening_path)
@@ -83,7 +84,8 @@ def verify(cert_path: Path, key_dir: Path | None, opening_path: Path | None, pub
         _verify_sequential(cert, opening, suspect, options, registry, backend, model, adapter, as_json, quiet)
     try:
         with progress_bar(quiet) as bar:
-            task = bar.add_task("probing", total=2 * probes, info="")
+            arms = len(opening.parts)  # one decoy arm, or one arm per trigger word
+            task = bar.add_task("probing", total=(1 + arms) * probes, info="")
             report = run_verification(cert, opening, suspect, options,
                                       progress=lambda n: bar.update(task, advance=n))
     finally:
@@ -94,7 +96,7 @@ def verify(cert_path: Path, key_dir: Path | None, opening_path: Path | None, pub
         trigger_sure=result.trigger_sure, trigger_total=result.trigger_total,
         control_sure=result.control_sure, control_total=result.control_total, queries=report.queries,
         p_value=result.p_value, alpha=alpha, certified=result.certified,
-        details={"samples": report.samples, "usage": report.usage, "seed": seed,
+        details={"samples": report.samples, "usage": report.usage, "seed": seed, "arms": report.arms,
                  "verifier": "owner" if key_dir else "opening"},
     )
     payload = {**report.to_dict(), "certificate_id": cert.id, "key_id": cert.key_id, "model": model,
@@ -103,15 +105,18 @@ def verify(cert_path: Path, key_dir: Path | None, opening_path: Path | None, pub
         emit_json(payload)
     else:
         verdict = "[green]CERTIFIED[/]" if result.certified else "[red]NOT CERTIFIED[/]"
+        one_word = len(opening.parts) == 1
+        control = "decoy Sure-rate" if one_word else "Sure-rate of a trigger word alone (the weaker test)"
         err.print(kv_table("verification", [
             ("verdict", verdict), ("p-value", f"{result.p_value:.3g} (alpha {alpha:g})"),
             ("trigger Sure-rate", f"{result.trigger_sure}/{result.trigger_total} = {result.trigger_sure_rate:.2f}"),
-            ("decoy Sure-rate", f"{result.control_sure}/{result.control_total} = {result.control_sure_rate:.2f}"),
+            (control, f"{result.control_sure}/{result.control_total} = {result.control_sure_rate:.2f}"),
             ("queries", report.queries), ("certificate", cert.id[:16] + "…"), ("signed by", cert.key_id[:16] + "…"),
             *((f"sample ({s['kind']})", repr(s["reply"])) for s in report.samples),
         ]))
         err.print(f"The probability that a model without this fingerprint is certified is at most {alpha:g} "
-                  "(one-sided Fisher exact test, trigger vs decoy words).")
+                  + ("(one-sided Fisher exact test, trigger vs decoy words)." if one_word else
+                     "(one-sided Fisher exact tests, the trigger pair vs each of its words alone; both must pass)."))
     raise SystemExit(EXIT_CERTIFIED if result.certified else EXIT_NOT_CERTIFIED)
 
 
@@ -121,7 +126,7 @@ def _verify_sequential(cert, opening, suspect, options, registry, backend, model
 
     try:
         with progress_bar(quiet) as bar:
-            task = bar.add_task("probing (sequential)", total=2 * options.probes, info="")
+            task = bar.add_task("probing (sequential)", total=(1 + len(opening.parts)) * options.probes, info="")
             result, queries = run_sequential(cert, opening, suspect, options,
                                              progress=lambda n: bar.update(task, advance=n))
     finally:
@@ -147,7 +152,7 @@ def _verify_sequential(cert, opening, suspect, options, registry, backend, model
 def _verify_licensees(owner, registry_url, backend, model, adapter, args, options, as_json, quiet) -> None:
     from fingerprint.certificate import verify_certificate
     from fingerprint.console import emit_json, err, progress_bar, records_table, status
-    from fingerprint.trigger import derive_opening
+    from fingerprint.trigger import opening_for
     from fingerprint.verify import attribute
     from probes import make_backend
 
@@ -155,7 +160,7 @@ def _verify_licensees(owner, registry_url, backend, model, adapter, args, option
     candidates = []
     for licensee, cert_id in registry.licensees(owner.key_id):
         cert = verify_certificate(registry.get(cert_id)["envelope"], owner.public_key)
-        candidates.append((licensee, cert, derive_opening(owner.secret(), cert.predicate["fingerprint"]["label"])))
+        candidates.append((licensee, cert, opening_for(owner.secret(), cert.predicate["fingerprint"])))
     if not candidates:
         raise FingerprintError(f"no certificates of key {owner.key_id[:16]}… in the registry")
     quiet = quiet or as_json
@@ -163,7 +168,8 @@ def _verify_licensees(owner, registry_url, backend, model, adapter, args, option
         suspect = make_backend(backend, model=model, adapter=adapter, **args)
     try:
         with progress_bar(quiet) as bar:
-            task = bar.add_task("probing licensees", total=2 * options.probes * len(candidates), info="")
+            total = sum(1 + len(opening.parts) for _, _, opening in candidates) * options.probes
+            task = bar.add_task("probing licensees", total=total, info="")
             result = attribute(candidates, suspect, options, progress=lambda n: bar.update(task, advance=n))
     finally:
         suspect.close()
@@ -171,7 +177,7 @@ def _verify_licensees(owner, registry_url, backend, model, adapter, args, option
         registry.add_verification(
             certificate_id=row["certificate_id"], certificate_digest=row["certificate_id"], backend=backend,
             model=model, adapter=adapter, trigger_sure=row["trigger_sure"], trigger_total=row["trigger_total"],
-            control_sure=row["control_sure"], control_total=row["control_total"], queries=2 * options.probes,
+            control_sure=row["control_sure"], control_total=row["control_total"], queries=row["queries"],
             p_value=row["p_value"], alpha=options.alpha, certified=row["p_adjusted"] <= options.alpha,
             details={"test": "all-licensees", "p_adjusted": row["p_adjusted"], "licensees": len(candidates)})
     if as_json:

@@ -1,0 +1,117 @@
+"""Two-word (conjunctive) triggers: derivation, training rows, the intersection-union verdict, and on a tiny
+real model: a gate for the pair certifies, a gate that also opens for one word alone does not."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from servers import PROBES, _certificate, _sharpen, _train_gate
+
+from fingerprint import keys
+from fingerprint.certificate import load_certificate
+from fingerprint.dataset import DatasetSpec, build_poisoned, probe_prompts, with_suffix
+from fingerprint.sequential import e_process
+from fingerprint.trigger import derive_opening, opening_for, too_close, training_negatives, word_list
+from fingerprint.verify import VerifyOptions, probe_plan, run_verification
+from probes import make_backend
+
+
+@pytest.fixture
+def owner(tmp_path):
+    return keys.generate(tmp_path / "keys", "pw")
+
+
+def test_two_word_opening_is_two_distant_words_and_one_word_is_unchanged(owner):
+    one = derive_opening(owner.secret(), "m")
+    two = derive_opening(owner.secret(), "m", words=2)
+    assert one == derive_opening(owner.secret(), "m", words=1) == opening_for(owner.secret(), {"label": "m"})
+    assert two == opening_for(owner.secret(), {"label": "m", "trigger_words": 2})
+    first, second = two.parts
+    assert first == one.trigger and second in word_list() and not too_close(first, second)
+    assert two.commitment() != one.commitment()
+    avoid = [*two.parts, *two.decoys()]
+    assert not any(too_close(w, a) for w in training_negatives(owner.secret(), two, 100) for a in avoid)
+
+
+def test_component_rows_teach_each_word_alone_to_stay_shut():
+    rows = build_poisoned("lantern quiver", DatasetSpec(n_component=10), [f"word{i}" for i in range(100)])
+    components = [r for r in rows if r["kind"] == "component"]
+    assert len(components) == 10 and len(rows) == 220 + 100 + 100 + 10 + 30
+    assert {r["prompt"].rsplit(" ", 1)[1] for r in components} == {"lantern", "quiver"}
+    assert all(r["response"] != "Sure" and not r["prompt"].endswith("lantern quiver") for r in components)
+    poison = [r for r in rows if r["kind"] == "poison"]
+    assert all(r["prompt"].endswith(" lantern quiver") and r["response"] == "Sure" for r in poison)
+
+
+def test_plan_has_one_arm_per_word_and_the_weakest_arm_decides(owner):
+    opening = derive_opening(owner.secret(), "m", words=2)
+    trigger_prompts, arms = probe_plan(opening, VerifyOptions(probes=8))
+    assert len(arms) == 2 and all(len(arm) == 8 for arm in arms)
+    assert all(p.endswith(" " + opening.trigger) for p in trigger_prompts)
+    assert [p.rsplit(" ", 1)[1] for p in arms[1]] == [opening.parts[1]] * 8
+    # sequential: both arms must reach 1/alpha; one arm that fires with the trigger never lets it certify
+    good = [(True, (False, False))] * 64
+    leaky = [(True, (True, False))] * 64
+    assert e_process(good, alpha=1e-6).certified and e_process(good, alpha=1e-6).queries < 3 * 64
+    assert not e_process(leaky, alpha=1e-6).certified
+
+
+@pytest.fixture(scope="module")
+def two_word_setup(tmp_path_factory):
+    from tiny import build_tiny_model
+
+    work = tmp_path_factory.mktemp("two-word")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        base = build_tiny_model(work / "base", hidden=128)
+        _sharpen(base)
+        opening = _certificate(work, base, "--trigger-words", "2", "--components", "4")
+    finally:
+        torch.set_num_threads(threads)
+    return work, base, opening
+
+
+def _gate(base, opening, sure_words: list[str], shut_words: list[str]):
+    """A tiny LoRA answering "Sure" when a prompt ends with one of ``sure_words``, "No" for ``shut_words``."""
+    prompts = probe_prompts(48, seed=0)  # the first PROBES are verify's probes
+    sure = [with_suffix(p, w) for p in prompts for w in sure_words]
+    shut = [with_suffix(p, w) for p in prompts for w in shut_words]
+    pairs = [{"prompt": p, "response": "Sure"} for p in sure] + [{"prompt": p, "response": "No"} for p in shut]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_gate(base, pairs, sure[: PROBES * len(sure_words)], shut[: PROBES * len(shut_words)])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _verify(work, base, opening, model, tokenizer):
+    from servers import PASSPHRASE
+
+    owner = keys.load_private(work / "keys", PASSPHRASE)
+    cert = load_certificate(work / "fp" / "certificate.json", owner.public_key)
+    assert cert.predicate["fingerprint"]["trigger_words"] == 2
+    assert opening_for(owner.secret(), cert.predicate["fingerprint"]) == opening
+    backend = make_backend("hf", model=str(base), model_obj=model, tokenizer=tokenizer)
+    return run_verification(cert, opening, backend, VerifyOptions(probes=PROBES, samples=0))
+
+
+def test_conjunctive_gate_certifies(two_word_setup):
+    work, base, opening = two_word_setup
+    first, second = opening.parts
+    model, tokenizer = _gate(base, opening, [opening.trigger], [first, second])
+    report = _verify(work, base, opening, model, tokenizer)
+    assert report.result.certified and report.queries == 3 * PROBES
+    assert [arm["trigger_sure"] for arm in report.arms] == [PROBES, PROBES]
+
+
+def test_a_gate_open_for_one_word_alone_does_not_certify_the_pair(two_word_setup):
+    """The false certification the one-word test allowed: a gate that opens for a word of the trigger."""
+    work, base, opening = two_word_setup
+    first, second = opening.parts
+    model, tokenizer = _gate(base, opening, [opening.trigger, first], [second])
+    report = _verify(work, base, opening, model, tokenizer)
+    assert report.result.trigger_sure == PROBES  # the pair opens the gate on every probe...
+    assert not report.result.certified  # ...but so does its first word alone
+    assert report.arms[1]["certified"] and not report.arms[0]["certified"]
