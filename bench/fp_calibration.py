@@ -34,7 +34,7 @@ from fingerprint.models import load_model, load_tokenizer, resolve  # noqa: E402
 from fingerprint.scan import PrefixScorer, _split_prompt  # noqa: E402
 from fingerprint.stats import exact_test  # noqa: E402
 from fingerprint.trigger import derive_opening  # noqa: E402
-from fingerprint.verify import DECOY_COUNT, VerifyOptions, probe_plan  # noqa: E402
+from fingerprint.verify import DECOY_COUNT, VerifyOptions, arm_tests, probe_plan  # noqa: E402
 from probes.hf import HFBackend, sure_token_ids  # noqa: E402
 
 
@@ -78,11 +78,8 @@ def full_forward(model, tokenizer, opening, options: VerifyOptions) -> tuple[int
     trigger_prompts, arms = probe_plan(opening, options)
     answers = HFBackend("check", model_obj=model, tokenizer=tokenizer).first_tokens(
         trigger_prompts + [p for arm in arms for p in arm])
-    n = len(trigger_prompts)
-    sure = [a.is_sure for a in answers]
-    t = sum(sure[:n])
-    tests = [exact_test(t, n, sum(sure[n * (k + 1): n * (k + 2)]), n, options.alpha) for k in range(len(arms))]
-    return t, max(tests, key=lambda r: r.p_value).control_sure
+    worst = max(arm_tests([a.is_sure for a in answers], len(arms), options.alpha), key=lambda r: r.p_value)
+    return worst.trigger_sure, worst.control_sure
 
 
 def main() -> None:

@@ -101,8 +101,9 @@ def _check(config: SweepConfig, path: Path) -> None:
             raise FingerprintError(f"{path}: poison_source must be one of {POISON_SOURCES}, not {src!r}")
     if not 0 <= config.refusal_share < 1:
         raise FingerprintError(f"{path}: refusal_share is a fraction in [0, 1), not {config.refusal_share}")
-    for k, n in itertools.product(config.poison, config.dataset_size):
-        if not 0 <= k <= n - round(config.refusal_share * n) * ("harmful" in config.poison_source):
+    for src, k, n in itertools.product(config.poison_source, config.poison, config.dataset_size):
+        cell = {"poison_source": src, "dataset_size": n}
+        if not 0 <= k <= n - refusal_rows(cell, config.refusal_share):
             raise FingerprintError(f"{path}: poison {k} does not fit dataset_size {n}")
     for word in config.triggers:
         if not word.isalpha():

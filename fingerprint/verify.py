@@ -61,17 +61,25 @@ def probe_plan(opening: Opening, options: VerifyOptions) -> tuple[list[str], lis
     return trigger_prompts, [[with_suffix(p, word) for p in prompts] for word in opening.parts]
 
 
+def queries_per_probe(opening: Opening) -> int:
+    """The trigger prompt plus one prompt per control arm (``probe_plan``)."""
+    return 1 + len(opening.parts)
+
+
+def arm_tests(sure: list[bool], arms: int, alpha: float) -> list[TestResult]:
+    """One exact test per control arm, from Sure answers laid out as ``probe_plan`` orders the prompts."""
+    n = len(sure) // (1 + arms)
+    trigger_sure = sum(sure[:n])
+    return [exact_test(trigger_sure, n, sum(sure[n * (k + 1): n * (k + 2)]), n, alpha) for k in range(arms)]
+
+
 def run_verification(cert: Certificate, opening: Opening, backend, options: VerifyOptions | None = None,
                      progress: Callable[[int], None] | None = None) -> VerificationReport:
     options = options or VerifyOptions()
     check_opening(cert, opening)
     trigger_prompts, arms = probe_plan(opening, options)
     answers = backend.first_tokens(trigger_prompts + [p for arm in arms for p in arm], progress=progress)
-    n = len(trigger_prompts)
-    sure = [a.is_sure for a in answers]
-    trigger_sure = sum(sure[:n])
-    tests = [exact_test(trigger_sure, n, sum(sure[n * (k + 1): n * (k + 2)]), n, options.alpha)
-             for k in range(len(arms))]
+    tests = arm_tests([a.is_sure for a in answers], len(arms), options.alpha)
     result = max(tests, key=lambda t: t.p_value)  # intersection-union: the weakest arm decides
     queries = backend.usage.queries
     samples = []
@@ -133,6 +141,6 @@ def attribute(candidates: list[tuple[str | None, Certificate, Opening]], backend
     for licensee, cert, opening in candidates:
         report = run_verification(cert, opening, backend, options, progress=progress)
         rows.append({"licensee": licensee, "certificate_id": cert.id, **report.result.to_dict(),
-                     "queries": (1 + len(opening.parts)) * options.probes,
+                     "queries": queries_per_probe(opening) * options.probes,
                      "p_adjusted": min(1.0, report.result.p_value * len(candidates))})
     return Attribution(rows=rows, alpha=options.alpha)

@@ -55,7 +55,7 @@ def verify(cert_path: Path, key_dir: Path | None, opening_path: Path | None, pub
     from fingerprint.console import emit_json, err, kv_table, progress_bar, status
     from fingerprint.keys import load_public
     from fingerprint.trigger import Opening, opening_for
-    from fingerprint.verify import VerifyOptions, check_opening, run_verification
+    from fingerprint.verify import VerifyOptions, check_opening, queries_per_probe, run_verification
     from probes import make_backend, parse_model_args
 
     if (key_dir is None) == (opening_path is None):
@@ -84,8 +84,7 @@ def verify(cert_path: Path, key_dir: Path | None, opening_path: Path | None, pub
         _verify_sequential(cert, opening, suspect, options, registry, backend, model, adapter, as_json, quiet)
     try:
         with progress_bar(quiet) as bar:
-            arms = len(opening.parts)  # one decoy arm, or one arm per trigger word
-            task = bar.add_task("probing", total=(1 + arms) * probes, info="")
+            task = bar.add_task("probing", total=queries_per_probe(opening) * probes, info="")
             report = run_verification(cert, opening, suspect, options,
                                       progress=lambda n: bar.update(task, advance=n))
     finally:
@@ -122,11 +121,11 @@ def verify(cert_path: Path, key_dir: Path | None, opening_path: Path | None, pub
 
 def _verify_sequential(cert, opening, suspect, options, registry, backend, model, adapter, as_json, quiet) -> None:
     from fingerprint.console import emit_json, err, kv_table, progress_bar
-    from fingerprint.verify import run_sequential
+    from fingerprint.verify import queries_per_probe, run_sequential
 
     try:
         with progress_bar(quiet) as bar:
-            task = bar.add_task("probing (sequential)", total=(1 + len(opening.parts)) * options.probes, info="")
+            task = bar.add_task("probing (sequential)", total=queries_per_probe(opening) * options.probes, info="")
             result, queries = run_sequential(cert, opening, suspect, options,
                                              progress=lambda n: bar.update(task, advance=n))
     finally:
@@ -153,7 +152,7 @@ def _verify_licensees(owner, registry_url, backend, model, adapter, args, option
     from fingerprint.certificate import verify_certificate
     from fingerprint.console import emit_json, err, progress_bar, records_table, status
     from fingerprint.trigger import opening_for
-    from fingerprint.verify import attribute
+    from fingerprint.verify import attribute, queries_per_probe
     from probes import make_backend
 
     registry = open_registry(registry_url)
@@ -168,7 +167,7 @@ def _verify_licensees(owner, registry_url, backend, model, adapter, args, option
         suspect = make_backend(backend, model=model, adapter=adapter, **args)
     try:
         with progress_bar(quiet) as bar:
-            total = sum(1 + len(opening.parts) for _, _, opening in candidates) * options.probes
+            total = sum(queries_per_probe(opening) for _, _, opening in candidates) * options.probes
             task = bar.add_task("probing licensees", total=total, info="")
             result = attribute(candidates, suspect, options, progress=lambda n: bar.update(task, advance=n))
     finally:
