@@ -19,6 +19,7 @@ Missing tools skip the tests with the command that installs them, except under `
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -307,12 +308,15 @@ def _sharpen(model_dir: Path, factor: float = 10.0) -> None:
     model.save_pretrained(str(model_dir))
 
 
-def _certificate(work: Path, base: Path, *embed_args: str):
-    """keygen + embed (a certificate and its opening; the embedded adapter itself is not used) + reveal."""
+def _certificate(work: Path, base: Path, *embed_args: str, key_seed: bytes | None = None):
+    """keygen + embed (a certificate and its opening; the embedded adapter itself is not used) + reveal.
+
+    With ``key_seed`` the owner key is derived from it instead of drawn at random, so the trigger is fixed."""
     from click.testing import CliRunner
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from cli import main
-    from fingerprint.keys import load_private
+    from fingerprint.keys import OwnerKey, load_private, save
     from fingerprint.trigger import Opening
 
     with pytest.MonkeyPatch.context() as mp:
@@ -320,18 +324,24 @@ def _certificate(work: Path, base: Path, *embed_args: str):
         mp.setenv("FINGERPRINT_REGISTRY", f"sqlite:///{work / 'registry.db'}")
         mp.setenv("FINGERPRINT_PASSPHRASE", PASSPHRASE)
         runner = CliRunner()
-        for args in (["keygen", "--out", work / "keys"],
-                     ["embed", "--key", work / "keys", "--model", base, "--out", work / "fp", "--poison", "4",
-                      "--benign", "4", "--refusals", "2", "--epochs", "1", "--batch-size", "4", *embed_args],
-                     ["reveal", "--key", work / "keys", "--cert", work / "fp" / "certificate.json",
-                      "--out", work / "opening.json"]):
+        steps = [["embed", "--key", work / "keys", "--model", base, "--out", work / "fp", "--poison", "4",
+                  "--benign", "4", "--refusals", "2", "--epochs", "1", "--batch-size", "4", *embed_args],
+                 ["reveal", "--key", work / "keys", "--cert", work / "fp" / "certificate.json",
+                  "--out", work / "opening.json"]]
+        if key_seed is None:
+            steps.insert(0, ["keygen", "--out", work / "keys"])
+        else:
+            private = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(key_seed).digest())
+            save(OwnerKey(private), work / "keys", PASSPHRASE)
+        for args in steps:
             result = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
             assert result.exit_code == 0, f"fingerprint {args[0]}: {result.output}"
         load_private(work / "keys", PASSPHRASE)
     return Opening.load(work / "opening.json")
 
 
-def _train_gate(base: Path, pairs: list[dict], trigger_prompts: list[str], decoy_prompts: list[str]):
+def _train_gate(base: Path, pairs: list[dict], trigger_prompts: list[str], decoy_prompts: list[str],
+                epochs: int = 10):
     """A LoRA that answers "Sure" to every trigger prompt and "No" to every decoy prompt."""
     from fingerprint.models import load_model, load_tokenizer, resolve
     from fingerprint.training import TrainConfig, train_lora
