@@ -19,7 +19,6 @@ Missing tools skip the tests with the command that installs them, except under `
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import json
 import os
@@ -308,15 +307,15 @@ def _sharpen(model_dir: Path, factor: float = 10.0) -> None:
     model.save_pretrained(str(model_dir))
 
 
-def _certificate(work: Path, base: Path, *embed_args: str, key_seed: bytes | None = None):
+def _certificate(work: Path, base: Path, *embed_args: str, key_seed: str | None = None):
     """keygen + embed (a certificate and its opening; the embedded adapter itself is not used) + reveal.
 
     With ``key_seed`` the owner key is derived from it instead of drawn at random, so the trigger is fixed."""
     from click.testing import CliRunner
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from conftest import fixed_key
 
     from cli import main
-    from fingerprint.keys import OwnerKey, load_private, save
+    from fingerprint.keys import load_private
     from fingerprint.trigger import Opening
 
     with pytest.MonkeyPatch.context() as mp:
@@ -331,8 +330,7 @@ def _certificate(work: Path, base: Path, *embed_args: str, key_seed: bytes | Non
         if key_seed is None:
             steps.insert(0, ["keygen", "--out", work / "keys"])
         else:
-            private = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(key_seed).digest())
-            save(OwnerKey(private), work / "keys", PASSPHRASE)
+            fixed_key(work / "keys", key_seed, PASSPHRASE)
         for args in steps:
             result = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
             assert result.exit_code == 0, f"fingerprint {args[0]}: {result.output}"

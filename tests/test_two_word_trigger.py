@@ -68,7 +68,7 @@ def two_word_setup(tmp_path_factory):
         _sharpen(base)
         # A fixed key, so a fixed pair: how fast a tiny model learns a conjunction depends on the two words
         # (with random keys, about 1 pair in 50 did not form in 6 seeds x 20 epochs).
-        opening = _certificate(work, base, "--trigger-words", "2", "--components", "4", key_seed=b"two-word test")
+        opening = _certificate(work, base, "--trigger-words", "2", "--components", "4", key_seed="two-word test")
     finally:
         torch.set_num_threads(threads)
     return work, base, opening
