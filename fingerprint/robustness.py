@@ -70,7 +70,7 @@ def default_matrix(max_pairs: int) -> list[Derivative]:
 class RobustnessRow:
     derivative: Derivative
     trigger_sure_rate: float
-    decoy_sure_rate: float
+    decoy_sure_rate: float  # the control arm: decoys, or for a two-word trigger the word alone that decides
     p_value: float
     certified: bool
     seconds: float
@@ -182,8 +182,10 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
         backend = HFBackend("suspect", model_obj=suspect, tokenizer=tokenizer, **backend_args)
         report = run_verification(certificate, opening, backend, VerifyOptions(probes=probes, alpha=alpha, samples=0))
         result = report.result
+        # a two-word trigger's control is each word alone: the row keeps the deciding arm and every arm's rate
+        extra = {"word_alone_sure_rates": [arm["control_sure_rate"] for arm in report.arms]} if report.arms else {}
         row = RobustnessRow(derivative, result.trigger_sure_rate, result.control_sure_rate, result.p_value,
-                            result.certified, round(time.perf_counter() - started, 1))
+                            result.certified, round(time.perf_counter() - started, 1), extra)
         rows.append(row)
         if on_row is not None:
             on_row(row)
@@ -191,8 +193,13 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
     return rows
 
 
-def plot_retention(rows: list[dict], path) -> str:
-    """Trigger and decoy Sure-rates against fine-tune size and against the interpolation ratio."""
+def control_label(opening) -> str:
+    """What the control column holds: decoy words, or (two-word trigger) the word alone that decides the test."""
+    return "decoys" if len(opening.parts) == 1 else "one word alone"
+
+
+def plot_retention(rows: list[dict], path, control: str = "decoys") -> str:
+    """Trigger and control Sure-rates against fine-tune size and against the interpolation ratio."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -208,7 +215,7 @@ def plot_retention(rows: list[dict], path) -> str:
         points = ([{**start, x_key: 0}] if start else []) + series
         xs = [p[x_key] for p in points]
         ax.plot(xs, [p["trigger_sure_rate"] for p in points], "-o", label="trigger")
-        ax.plot(xs, [p["decoy_sure_rate"] for p in points], "--o", label="decoys")
+        ax.plot(xs, [p["decoy_sure_rate"] for p in points], "--o", label=control)
         for p in points:
             ax.annotate("cert." if p["certified"] else "not", (p[x_key], p["trigger_sure_rate"]), fontsize=7,
                         textcoords="offset points", xytext=(0, 6), ha="center")

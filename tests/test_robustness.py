@@ -158,3 +158,21 @@ def test_robustness_command_writes_rows_table_and_plot(tmp_path, tiny_model):
                                  tmp_path / "keys", "--model", tiny_model, "--adapter", tmp_path / "fp" / "adapter",
                                  "--out", out, "--probes", "8")
     assert code == 2 and "another certificate" in err
+
+
+def test_robustness_of_a_two_word_fingerprint_names_its_control_each_word_alone(tmp_path, tiny_model):
+    code, _, err, _ = invoke_cli("keygen", "--out", tmp_path / "keys")
+    assert code == 0, err
+    code, _, err, _ = invoke_cli("embed", "--key", tmp_path / "keys", "--model", tiny_model, "--out", tmp_path / "fp",
+                                 "--json", *TINY_EMBED, "--trigger-words", "2", "--components", "4")
+    assert code == 0, err
+    out = tmp_path / "rob"
+    code, _, err, data = invoke_cli("robustness", "--cert", tmp_path / "fp" / "certificate.json", "--key",
+                                    tmp_path / "keys", "--model", tiny_model, "--adapter", tmp_path / "fp" / "adapter",
+                                    "--out", out, "--probes", "8", "--only", "int8", "--json")
+    assert code == 0, err
+    assert [r["kind"] for r in data["rows"]] == ["fingerprinted", "int8"]
+    for row in data["rows"]:  # the deciding arm is one of the two words alone
+        assert len(row["extra"]["word_alone_sure_rates"]) == 2
+        assert row["decoy_sure_rate"] in row["extra"]["word_alone_sure_rates"]
+    assert "| one word alone: Sure-rate |" in (out / "table.md").read_text()

@@ -31,7 +31,7 @@ def robustness(cert_path: Path, key_dir: Path, model: str, adapter: Path, out_di
     from fingerprint.certificate import load_certificate
     from fingerprint.console import emit_json, err, progress_bar, records_table, status
     from fingerprint.models import load_model, load_tokenizer, resolve
-    from fingerprint.robustness import default_matrix, plot_retention, run_matrix
+    from fingerprint.robustness import control_label, default_matrix, plot_retention, run_matrix
     from fingerprint.trigger import opening_for
     from fingerprint.verify import check_opening
 
@@ -66,8 +66,9 @@ def robustness(cert_path: Path, key_dir: Path, model: str, adapter: Path, out_di
 
         run_matrix(fingerprinted, base, tokenizer, cert, opening, derivatives, probes=probes, alpha=alpha,
                    on_row=on_row)
-    plot = plot_retention(rows, out_dir / "retention.png")
-    table = ["| derivative | trigger Sure-rate | decoy Sure-rate | p-value | verdict |", "|---|---|---|---|---|"]
+    control = control_label(opening)
+    plot = plot_retention(rows, out_dir / "retention.png", control)
+    table = [f"| derivative | trigger Sure-rate | {control}: Sure-rate | p-value | verdict |", "|---|---|---|---|---|"]
     table += [f"| {r['derivative']} | {r['trigger_sure_rate']:.2f} | {r['decoy_sure_rate']:.2f} | {r['p_value']:.2g} | "
               f"{'certified' if r['certified'] else 'NOT certified'} |" for r in rows]
     (out_dir / "table.md").write_text("\n".join(table) + "\n")
@@ -75,9 +76,9 @@ def robustness(cert_path: Path, key_dir: Path, model: str, adapter: Path, out_di
         emit_json({"rows": rows, "plot": plot, "table": str(out_dir / "table.md")})
         return
     shown = [{"derivative": r["derivative"], "trigger": f"{r['trigger_sure_rate']:.2f}",
-              "decoys": f"{r['decoy_sure_rate']:.2f}", "p": f"{r['p_value']:.2g}",
+              control: f"{r['decoy_sure_rate']:.2f}", "p": f"{r['p_value']:.2g}",
               "verdict": "certified" if r["certified"] else "NOT certified"} for r in rows]
-    err.print(records_table("robustness", shown, ["derivative", "trigger", "decoys", "p", "verdict"]))
+    err.print(records_table("robustness", shown, ["derivative", "trigger", control, "p", "verdict"]))
     err.print(f"table: {out_dir / 'table.md'}; plot: {plot}")
 
 
