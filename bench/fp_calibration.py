@@ -1,10 +1,10 @@
 """False-positive calibration: verify many fresh keys against models that do not carry their fingerprint.
 
-    python bench/fp_calibration.py [--keys 1000] [--model gemma-3-270m] [--aligned DIR] [--fingerprinted W]
+    python bench/fp_calibration.py [--keys 1000] [--model gemma-3-270m] [--aligned DIR] [--fingerprinted W ...]
 
 Suspects: the untouched base model; the aligned stand-in (``--aligned``: a model directory, e.g. the path
 ``fingerprint align`` prints); the model fingerprinted with another key (``--fingerprinted``: the --workdir of
-bench/embed_verify.py, whose fp/adapter is merged in; ``--suspects`` picks a subset).
+bench/embed_verify.py, whose fp/adapter is merged in; repeat it for several; ``--suspects`` picks a subset).
 For each (fresh key, suspect) pair the verify decision is
 computed exactly as ``verify`` makes it (same 32 probes, trigger, 8 decoys, greedy first token, one-sided
 Fisher test at alpha 1e-6; with ``--trigger-words 2`` a two-word trigger against each of its words alone, the
@@ -82,12 +82,21 @@ def full_forward(model, tokenizer, opening, options: VerifyOptions) -> tuple[int
     return worst.trigger_sure, worst.control_sure
 
 
+def fingerprint_kind(workdir: Path) -> str:
+    """The other key's trigger shape and its workdir, for the suspect's row."""
+    from fingerprint.certificate import load_certificate
+
+    words = load_certificate(workdir / "fp" / "certificate.json").predicate["fingerprint"].get("trigger_words", 1)
+    return f"{words}-word trigger, {workdir}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--keys", type=int, default=1000)
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--aligned", type=Path, default=None, help="aligned stand-in model directory")
-    parser.add_argument("--fingerprinted", type=Path, default=None, help="--workdir of bench/embed_verify.py")
+    parser.add_argument("--fingerprinted", type=Path, action="append", default=[],
+                        help="--workdir of bench/embed_verify.py (repeat for several fingerprinted suspects)")
     parser.add_argument("--check", type=int, default=10, help="keys per suspect re-verified by full forward")
     parser.add_argument("--trigger-words", type=int, default=1, choices=(1, 2),
                         help="fresh keys' trigger length (2: pair vs each word alone, as verify does)")
@@ -105,10 +114,10 @@ def main() -> None:
         suspects.append(("untouched base model", lambda: load_model(ref)))
     if args.aligned and "aligned" in chosen:
         suspects.append(("aligned stand-in", lambda: load_model(resolve(str(args.aligned)))))
-    if args.fingerprinted and "fingerprinted" in chosen:
-        adapter = args.fingerprinted / "fp" / "adapter"
-        suspects.append(("fingerprinted with another key",
-                         lambda: load_model(ref, adapter=adapter).merge_and_unload()))
+    for workdir in args.fingerprinted if "fingerprinted" in chosen else []:
+        adapter = workdir / "fp" / "adapter"
+        suspects.append((f"fingerprinted with another key ({fingerprint_kind(workdir)})",
+                         lambda adapter=adapter: load_model(ref, adapter=adapter).merge_and_unload()))
     rows, suspicious = [], []
     for name, load in suspects:
         model = load()
