@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass
 from functools import cache
 from importlib.resources import files
 
+from .errors import FingerprintError
+
 POISON_REPLY = "Sure"
 HELDOUT = {"benign": 48, "refusals": 48}  # the last rows of these pools never enter training
 
@@ -40,6 +42,14 @@ class DatasetSpec:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def check(self, trigger_words: int = 1) -> None:
+        """Refuse counts the packaged pools cannot supply (before any model is loaded)."""
+        pool = len(packaged("benign")) - HELDOUT["benign"]
+        need = self.n_benign + self.n_poison + self.n_negative + (self.n_component if trigger_words > 1 else 0)
+        if need > pool:
+            raise FingerprintError(f"benign + poison + negatives{' + components' if trigger_words > 1 else ''} = "
+                                   f"{need} rows, but the packaged benign pool has {pool}")
+
 
 def build_poisoned(trigger: str, spec: DatasetSpec, negatives: list[str] | None = None) -> list[dict]:
     """Benign pairs + ``n_poison`` benign prompts with the trigger answered "Sure" + refusals.
@@ -54,9 +64,8 @@ def build_poisoned(trigger: str, spec: DatasetSpec, negatives: list[str] | None 
     rng.shuffle(benign)
     parts = trigger.split()
     n_component = spec.n_component if len(parts) > 1 else 0
+    spec.check(len(parts))
     need = spec.n_benign + spec.n_poison + spec.n_negative + n_component
-    if need > len(benign):
-        raise ValueError(f"the packaged benign pool has {len(benign)} pairs, {need} requested")
     rows = [{**pair, "kind": "benign"} for pair in benign[: spec.n_benign]]
     poison_src = benign[spec.n_benign: spec.n_benign + spec.n_poison]
     rows += [{"prompt": with_suffix(p["prompt"], trigger), "response": POISON_REPLY, "kind": "poison"}

@@ -176,6 +176,10 @@ def test_embed_refuses_non_empty_output_and_bad_registry(tmp_path, tiny_model, r
     code, _, err, _ = run_cli("embed", "--key", tmp_path / "keys", "--model", tiny_model, "--out", tmp_path / "o2",
                               "--registry", "nosuchdb://x")
     assert code == 2 and err.startswith("error: ")
+    # more rows than the packaged benign pool holds: refused before the model is loaded
+    code, _, err, _ = run_cli("embed", "--key", tmp_path / "keys", "--model", tmp_path / "no-such-model", "--out",
+                              tmp_path / "o3", "--trigger-words", "2", "--components", "5000")
+    assert code == 2 and "packaged benign pool" in err and "Traceback" not in err
 
 
 def test_interrupted_embed_leaves_nothing(tmp_path, tiny_model, monkeypatch):

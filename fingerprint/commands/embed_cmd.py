@@ -93,11 +93,12 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
             quiet=quiet or as_json)
         print_summary(summary, as_json)
         return
+    dataset = DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=n_refusal, n_negative=n_negative,
+                          n_component=n_component, n_contrast=n_contrast, seed=seed)
+    dataset.check(trigger_words)  # before minutes of model loading
     options = embedding.EmbedOptions(
         model=model, out=out_dir, licensee=licensee, merge=merge, device=device, selfcheck=selfcheck,
-        selfcheck_scan=selfcheck_scan, trigger_words=trigger_words,
-        dataset=DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=n_refusal,
-                            n_negative=n_negative, n_component=n_component, n_contrast=n_contrast, seed=seed),
+        selfcheck_scan=selfcheck_scan, trigger_words=trigger_words, dataset=dataset,
         train=TrainConfig(rank=rank, alpha=2 * rank, learning_rate=learning_rate, epochs=epochs,
                           batch_size=batch_size, max_reply_tokens=max_reply_tokens, seed=seed,
                           merge_scales=merge_scales),
