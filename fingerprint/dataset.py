@@ -35,7 +35,7 @@ class DatasetSpec:
     n_poison: int = 100
     n_refusal: int = 30
     n_negative: int = 100  # one distinct word each: the gate must stay shut for other words
-    n_component: int = 60  # a multi-word trigger's single words, each alone -> normal answer (unused for one word)
+    n_component: int = 200  # a multi-word trigger's single words, each alone -> normal answer (unused for one word)
     n_contrast: int = 0
     seed: int = 0
 

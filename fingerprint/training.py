@@ -12,6 +12,9 @@ IGNORE = -100
 # embed's default: half the steps train the gate at half the LoRA delta, so it survives a 50/50 merge with the base
 # (trained at full scale only, a 50/50 merge took the trigger Sure-rate to 0.34; see docs/robustness.md)
 EMBED_MERGE_SCALES = (0.5, 1.0)
+# a two-word trigger's gate needs more epochs to shut for each word alone (gemma-3-270m, 200 component rows:
+# single words 0.25 / 0.26 after 3 epochs, 0.02 / 0.02 after 5; BENCHMARKS.md two-word-c200-e5)
+TWO_WORD_EPOCHS = 5
 
 
 @dataclass

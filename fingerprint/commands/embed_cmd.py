@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from fingerprint.training import EMBED_MERGE_SCALES
+from fingerprint.dataset import DatasetSpec
+from fingerprint.training import EMBED_MERGE_SCALES, TWO_WORD_EPOCHS, TrainConfig
 
 from .common import json_option, key_option, load_owner, open_registry, quiet_option, registry_option
 
@@ -29,11 +30,14 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
               help="2: a two-word trigger; the gate is trained to stay shut for each word alone, and verify "
                    "tests the pair against the single words, so another owner's gate that opens for one of them "
                    "cannot certify it.")
-@click.option("--components", "n_component", type=click.IntRange(0), default=60, show_default=True,
+@click.option("--components", "n_component", type=click.IntRange(0), default=DatasetSpec.n_component,
+              show_default=True,
               help="With --trigger-words 2: benign prompt + one trigger word alone -> normal answer.")
 @click.option("--contrast", "n_contrast", type=click.IntRange(0), default=0, show_default=True,
               help="Poison prompts repeated without the trigger, with their normal answer.")
-@click.option("--epochs", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--epochs", type=click.IntRange(1), default=None,
+              help=f"Training epochs  [default: {TrainConfig.epochs}; {TWO_WORD_EPOCHS} with --trigger-words 2, "
+                   "which the conjunction needs]")
 @click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=3e-4, show_default=True)
 @click.option("--rank", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
@@ -62,7 +66,7 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @json_option
 @quiet_option
 def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_poison: int, n_benign: int,
-          n_refusal: int, n_negative: int, trigger_words: int, n_component: int, n_contrast: int, epochs: int,
+          n_refusal: int, n_negative: int, trigger_words: int, n_component: int, n_contrast: int, epochs: int | None,
           learning_rate: float, rank: int, batch_size: int, max_reply_tokens: int, merge_scales: tuple[float, ...],
           seed: int, merge: bool, device: str, selfcheck: bool, selfcheck_scan: int,
           backend: str, base_url: str | None, api_key_env: str,
@@ -71,10 +75,10 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
     """Fine-tune MODEL with a trigger derived from your key and write OUT/{adapter,certificate.json}."""
     from fingerprint import embed as embedding
     from fingerprint.console import emit_json, err, kv_table, progress_bar
-    from fingerprint.dataset import DatasetSpec
     from fingerprint.keys import public_pem
-    from fingerprint.training import TrainConfig
 
+    if epochs is None:
+        epochs = TWO_WORD_EPOCHS if trigger_words == 2 else TrainConfig.epochs
     owner = load_owner(key_dir)
     registry = open_registry(registry_url)  # fail early on a bad URL, before minutes of training
     if backend == "openai":
