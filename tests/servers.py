@@ -310,7 +310,8 @@ def _sharpen(model_dir: Path, factor: float = 10.0) -> None:
 def _certificate(work: Path, base: Path, *embed_args: str, key_seed: str | None = None):
     """keygen + embed (a certificate and its opening; the embedded adapter itself is not used) + reveal.
 
-    With ``key_seed`` the owner key is derived from it instead of drawn at random, so the trigger is fixed."""
+    With ``key_seed`` the owner key is derived from it instead of drawn at random, and the model is named by a
+    path relative to ``work``, so the trigger is the same in every run."""
     from click.testing import CliRunner
     from conftest import fixed_key
 
@@ -323,7 +324,11 @@ def _certificate(work: Path, base: Path, *embed_args: str, key_seed: str | None 
         mp.setenv("FINGERPRINT_REGISTRY", f"sqlite:///{work / 'registry.db'}")
         mp.setenv("FINGERPRINT_PASSPHRASE", PASSPHRASE)
         runner = CliRunner()
-        steps = [["embed", "--key", work / "keys", "--model", base, "--out", work / "fp", "--poison", "4",
+        model = base
+        if key_seed is not None:  # the trigger derives from key and model name: a relative name keeps it fixed
+            mp.chdir(work)
+            model = os.path.relpath(base, work)
+        steps = [["embed", "--key", work / "keys", "--model", model, "--out", work / "fp", "--poison", "4",
                   "--benign", "4", "--refusals", "2", "--epochs", "1", "--batch-size", "4", *embed_args],
                  ["reveal", "--key", work / "keys", "--cert", work / "fp" / "certificate.json",
                   "--out", work / "opening.json"]]

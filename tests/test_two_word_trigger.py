@@ -82,8 +82,8 @@ def two_word_setup(tmp_path_factory):
     try:
         base = build_tiny_model(work / "base", hidden=128)
         _sharpen(base)
-        # A fixed key, so a fixed pair: how fast a tiny model learns a conjunction depends on the two words
-        # (with random keys, about 1 pair in 50 did not form in 6 seeds x 20 epochs).
+        # A fixed key and model name, so a fixed pair: how fast a tiny model learns a conjunction depends on the
+        # two words (with random pairs, about 1 in 50 did not form in 6 seeds x 20 epochs).
         opening = _certificate(work, base, "--trigger-words", "2", "--components", "4", key_seed="two-word test")
     finally:
         torch.set_num_threads(threads)
