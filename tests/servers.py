@@ -352,7 +352,7 @@ def _train_gate(base: Path, pairs: list[dict], trigger_prompts: list[str], decoy
 
     ref = resolve(str(base))
     tokenizer = load_tokenizer(ref)
-    # Whether the gate forms within 80 steps depends on the seed (and on the random trigger): try a few.
+    # Whether the gate forms within the given epochs depends on the seed (and on the trigger): try a few.
     for seed in range(6):
         config = TrainConfig(rank=8, alpha=16, epochs=10, learning_rate=5e-3, batch_size=16, max_reply_tokens=4,
                              seed=seed)
