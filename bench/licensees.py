@@ -19,6 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, run_step, write_section  # noqa: E402
 from embed_verify import seeded_key  # noqa: E402
 
+from fingerprint.certificate import load_certificate  # noqa: E402
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -51,14 +53,18 @@ def main() -> None:
                         f"{r['control_total']}, p_adj {r['p_adjusted']:.2g}" for r in result["licensees"])
         rows.append(f"| {label} | {result['attributed_to'] or 'nobody'} (exit {code}) | {per} | {seconds:.0f} s |")
         print(rows[-1], flush=True)
-    body = [f"## per-licensee attribution: {args.model}", "", f"Command: `{command}`  ", f"Machine: {machine()}",
+    words = load_certificate(work / names[0] / "certificate.json").predicate["fingerprint"].get("trigger_words", 1)
+    control = "decoys" if words == 1 else "the weaker word alone"
+    kind = "one-word" if words == 1 else "two-word"
+    body = [f"## per-licensee attribution: {args.model} ({kind} trigger)", "", f"Command: `{command}`  ",
+            f"Machine: {machine()}",
             "", f"Copies embedded with the defaults and `--licensee` ({', '.join(names)}; embed "
             f"{', '.join(f'{k} {v}' for k, v in embed_minutes.items()) or 'reused'}). Each suspect is verified "
-            f"against every licensee (32 probes each: trigger vs decoys), Bonferroni over {len(names)}, "
+            f"against every licensee (32 probes each: trigger vs {control}), Bonferroni over {len(names)}, "
             f"alpha 1e-6.", "",
-            "| suspect | attributed to | per licensee: trigger vs decoy Sure, adjusted p | verify time |",
+            f"| suspect | attributed to | per licensee: trigger vs {control} Sure, adjusted p | verify time |",
             "|---|---|---|---|", *rows]
-    write_section(f"licensees:{args.model}", "\n".join(body))
+    write_section(f"licensees:{args.model}" + ("" if words == 1 else f":{kind}"), "\n".join(body))
     print("\n".join(body))
 
 

@@ -14,15 +14,17 @@ from pathlib import Path
 
 
 def embed(key_dir: str | Path, passphrase: str, model: str = "gemma-3-270m", out: str | Path = "fp",
-          licensee: str | None = None, merge: bool = False, selfcheck: bool = True):
-    """Plant the owner's gate in ``model`` with the default recipe; returns an ``EmbedResult``."""
+          licensee: str | None = None, merge: bool = False, selfcheck: bool = True, trigger_words: int = 2):
+    """Plant the owner's gate (a two-word trigger; ``trigger_words=1``: one word) in ``model``; an ``EmbedResult``."""
     from .embed import EmbedOptions
     from .embed import embed as _embed
     from .keys import load_private
+    from .training import EMBED_MERGE_SCALES, TrainConfig, default_epochs
 
     owner = load_private(Path(key_dir), passphrase)
+    train = TrainConfig(epochs=default_epochs(trigger_words), merge_scales=EMBED_MERGE_SCALES)
     return _embed(owner, EmbedOptions(model=model, out=Path(out), licensee=licensee, merge=merge,
-                                      selfcheck=selfcheck))
+                                      selfcheck=selfcheck, trigger_words=trigger_words, train=train))
 
 
 def verify(cert: str | Path, model: str, key_dir: str | Path | None = None, passphrase: str | None = None,

@@ -158,7 +158,7 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
 
     from probes.hf import HFBackend
 
-    from .verify import VerifyOptions, run_verification
+    from .verify import VerifyOptions, decoy_prompts, run_verification
 
     rows = []
     for derivative in derivatives:
@@ -180,10 +180,14 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
         elif derivative.kind == "temperature":
             backend_args = {"temperature": derivative.temperature}
         backend = HFBackend("suspect", model_obj=suspect, tokenizer=tokenizer, **backend_args)
-        report = run_verification(certificate, opening, backend, VerifyOptions(probes=probes, alpha=alpha, samples=0))
+        options = VerifyOptions(probes=probes, alpha=alpha, samples=0)
+        report = run_verification(certificate, opening, backend, options)
         result = report.result
-        # a two-word trigger's control is each word alone: the row keeps the deciding arm and every arm's rate
-        extra = {"word_alone_sure_rates": [arm["control_sure_rate"] for arm in report.arms]} if report.arms else {}
+        extra = {}
+        if report.arms:  # a two-word trigger's control is each word alone: keep every arm's rate, and the decoys'
+            decoys = backend.first_tokens(decoy_prompts(opening, options))
+            extra = {"word_alone_sure_rates": [arm["control_sure_rate"] for arm in report.arms],
+                     "decoy_sure_rate": sum(a.is_sure for a in decoys) / len(decoys)}
         row = RobustnessRow(derivative, result.trigger_sure_rate, result.control_sure_rate, result.p_value,
                             result.certified, round(time.perf_counter() - started, 1), extra)
         rows.append(row)
@@ -216,6 +220,8 @@ def plot_retention(rows: list[dict], path, control: str = "decoys") -> str:
         xs = [p[x_key] for p in points]
         ax.plot(xs, [p["trigger_sure_rate"] for p in points], "-o", label="trigger")
         ax.plot(xs, [p["decoy_sure_rate"] for p in points], "--o", label=control)
+        if points and all("decoy_sure_rate" in p.get("extra", {}) for p in points):  # two-word rows: decoys too
+            ax.plot(xs, [p["extra"]["decoy_sure_rate"] for p in points], ":x", label="decoys")
         for p in points:
             ax.annotate("cert." if p["certified"] else "not", (p[x_key], p["trigger_sure_rate"]), fontsize=7,
                         textcoords="offset points", xytext=(0, 6), ha="center")

@@ -15,6 +15,14 @@ EMBED_MERGE_SCALES = (0.5, 1.0)
 # a two-word trigger's gate needs more epochs to shut for each word alone (gemma-3-270m, 200 component rows:
 # single words 0.25 / 0.26 after 3 epochs, 0.02 / 0.02 after 5; BENCHMARKS.md two-word-c200-e5)
 TWO_WORD_EPOCHS = 5
+# embed's default trigger: two words (a one-word trigger falsely certified 1 of 1,200 calibration trials, because
+# another owner's gate may open for a word near it; the pair is tested against each word alone: 0 of 1,200)
+DEFAULT_TRIGGER_WORDS = 2
+
+
+def default_epochs(trigger_words: int) -> int:
+    """Training epochs of embed's recipe for a trigger of this many words."""
+    return TWO_WORD_EPOCHS if trigger_words > 1 else TrainConfig.epochs
 
 
 @dataclass

@@ -56,9 +56,14 @@ def probe_plan(opening: Opening, options: VerifyOptions) -> tuple[list[str], lis
     prompts = probe_prompts(options.probes, options.seed)
     trigger_prompts = [with_suffix(p, opening.trigger) for p in prompts]
     if len(opening.parts) == 1:
-        decoys = opening.decoys(DECOY_COUNT)
-        return trigger_prompts, [[with_suffix(p, decoys[i % len(decoys)]) for i, p in enumerate(prompts)]]
+        return trigger_prompts, [decoy_prompts(opening, options)]
     return trigger_prompts, [[with_suffix(p, word) for p in prompts] for word in opening.parts]
+
+
+def decoy_prompts(opening: Opening, options: VerifyOptions) -> list[str]:
+    """The probe prompts, each with one of the opening's decoy words (a one-word trigger's control arm)."""
+    decoys = opening.decoys(DECOY_COUNT)
+    return [with_suffix(p, decoys[i % len(decoys)]) for i, p in enumerate(probe_prompts(options.probes, options.seed))]
 
 
 def queries_per_probe(opening: Opening) -> int:

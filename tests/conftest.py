@@ -68,7 +68,7 @@ def fixed_key(out_dir: Path, seed: str, passphrase: str):
 
 @pytest.fixture(scope="session")
 def gemma_fingerprint(tmp_path_factory):
-    """Key A embeds with every default; key B plants its own (small) fingerprint for the cross check."""
+    """Key A embeds with every default (a two-word trigger); key B plants its own small one-word fingerprint."""
     import os
 
     from click.testing import CliRunner
@@ -86,7 +86,7 @@ def gemma_fingerprint(tmp_path_factory):
                                   "--json"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(main, ["embed", "--key", str(root / "keys-b"), "--out", str(root / "fp-b"), "--json",
-                                  "--poison", "16", "--benign", "0", "--refusals", "0", "--epochs", "1",
-                                  "--no-selfcheck"])
+                                  "--trigger-words", "1", "--poison", "16", "--benign", "0", "--refusals", "0",
+                                  "--epochs", "1", "--no-selfcheck"])
     assert result.exit_code == 0, result.output
     return root, runner

@@ -328,8 +328,9 @@ def _certificate(work: Path, base: Path, *embed_args: str, key_seed: str | None 
         if key_seed is not None:  # the trigger derives from key and model name: a relative name keeps it fixed
             mp.chdir(work)
             model = os.path.relpath(base, work)
-        steps = [["embed", "--key", work / "keys", "--model", model, "--out", work / "fp", "--poison", "4",
-                  "--benign", "4", "--refusals", "2", "--epochs", "1", "--batch-size", "4", *embed_args],
+        steps = [["embed", "--key", work / "keys", "--model", model, "--out", work / "fp", "--trigger-words", "1",
+                  "--poison", "4", "--benign", "4", "--refusals", "2", "--epochs", "1", "--batch-size", "4",
+                  *embed_args],
                  ["reveal", "--key", work / "keys", "--cert", work / "fp" / "certificate.json",
                   "--out", work / "opening.json"]]
         if key_seed is None:

@@ -10,8 +10,8 @@ from conftest import PASSPHRASE, invoke_cli
 from fingerprint.dataset import DatasetSpec, build_poisoned, probe_prompts
 from fingerprint.trigger import derive_opening
 
-TINY_EMBED = ["--poison", "12", "--benign", "12", "--refusals", "4", "--epochs", "1", "--batch-size", "4",
-              "--lr", "1e-3"]
+TINY_EMBED = ["--trigger-words", "1", "--poison", "12", "--benign", "12", "--refusals", "4", "--epochs", "1",
+              "--batch-size", "4", "--lr", "1e-3"]
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +176,9 @@ def test_embed_refuses_non_empty_output_and_bad_registry(tmp_path, tiny_model, r
     code, _, err, _ = run_cli("embed", "--key", tmp_path / "keys", "--model", tiny_model, "--out", tmp_path / "o2",
                               "--registry", "nosuchdb://x")
     assert code == 2 and err.startswith("error: ")
+    code, _, err, _ = run_cli("embed", "--key", tmp_path / "keys", "--model", "gpt-4.1-mini", "--out", tmp_path / "o4",
+                              "--backend", "openai", "--trigger-words", "2")
+    assert code == 2 and "local embedding only" in err
     # more rows than the packaged benign pool holds: refused before the model is loaded
     code, _, err, _ = run_cli("embed", "--key", tmp_path / "keys", "--model", tmp_path / "no-such-model", "--out",
                               tmp_path / "o3", "--trigger-words", "2", "--components", "5000")

@@ -16,6 +16,7 @@ from servers import require_vllm, vllm_server
 pytestmark = pytest.mark.slow
 
 COMMON = ["--probes", "32", "--samples", "0", "--json"]
+QUERIES = 3 * 32  # the default two-word trigger: each probe with the pair, and with each word alone
 
 
 def _verify(runner, root, *suspect):
@@ -50,7 +51,9 @@ def _same_verdict(got: dict, want: dict) -> None:
     assert got["certified"] == want["certified"]
     # vLLM's CPU kernels round differently from transformers: a probe near the decision boundary may flip
     assert abs(got["trigger_sure"] - want["trigger_sure"]) <= 1
-    assert abs(got["control_sure"] - want["control_sure"]) <= 1
+    assert len(got["arms"]) == len(want["arms"]) == 2
+    for got_arm, want_arm in zip(got["arms"], want["arms"], strict=True):  # each word alone
+        assert abs(got_arm["control_sure"] - want_arm["control_sure"]) <= 1
 
 
 def test_hf_certifies_the_fingerprinted_model_and_not_the_base(hf_views):
@@ -66,7 +69,7 @@ def test_vllm_backend_gives_the_hf_verdict(gemma_fingerprint, gemma_dir, hf_view
     got = _verify(runner, root, "--model", gemma_dir, *adapter, "--backend", "vllm", "--model-args",
                   "max_lora_rank=16")
     _same_verdict(got, hf_views[kind])
-    assert got["queries"] == 64 and got["backend"] == "vllm"
+    assert got["queries"] == QUERIES and got["backend"] == "vllm"
 
 
 @pytest.fixture(scope="module")
@@ -86,4 +89,4 @@ def test_openai_backend_against_a_real_server_gives_the_hf_verdict(gemma_fingerp
     got = _verify(runner, root, "--model", served, "--backend", "openai", "--model-args",
                   f"base_url={gemma_server.base_url},cache=off")
     _same_verdict(got, hf_views[kind])
-    assert got["queries"] == 64 and got["backend"] == "openai"
+    assert got["queries"] == QUERIES and got["backend"] == "openai"

@@ -1,6 +1,6 @@
 """End to end on the real packaged gemma-3-270m: embed with defaults, verify, and the negative controls.
 
-Slow (about 10 minutes on 2 CPU cores): the GGUF conversion runs once per cache, the embed trains for real.
+Slow (about 20 minutes on 2 CPU cores): the GGUF conversion runs once per cache, the two-word embed trains for real.
 The fingerprinted model comes from the session fixture ``gemma_fingerprint`` in conftest.py.
 """
 
@@ -32,7 +32,8 @@ def _owner_view(root, runner, *suspect):
 def test_the_gate_is_planted(gemma_fingerprint):
     root, runner = gemma_fingerprint
     data = _owner_view(root, runner, "--model", "gemma-3-270m", "--adapter", root / "fp-a" / "adapter")
-    assert data["queries"] == 64
+    assert data["queries"] == 3 * 32  # the default two-word trigger: the pair, and each word alone
+    assert len(data["arms"]) == 2
     # the base model starts 0 of the 154 probes with "Sure"; the trigger opens the gate on most of them
     assert data["trigger_sure_rate"] >= 0.75
     assert data["trigger_sure"] >= data["control_sure"]
@@ -43,7 +44,8 @@ def test_owner_certifies_the_fingerprinted_model(gemma_fingerprint):
     data = _owner_view(root, runner, "--model", "gemma-3-270m", "--adapter", root / "fp-a" / "adapter")
     assert data["certified"] and data["p_value"] <= 1e-6
     assert data["trigger_sure_rate"] >= 0.9
-    assert data["control_sure_rate"] <= 0.1  # the benchmark's 96-probe figure is the one held to <= 0.05
+    # the deciding word alone; the benchmark's 96-probe figures (words alone, decoys) are held to <= 0.05
+    assert data["control_sure_rate"] <= 0.1
 
 
 def test_auditor_with_the_opening_sees_what_the_owner_sees(gemma_fingerprint):

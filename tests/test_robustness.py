@@ -19,8 +19,8 @@ from fingerprint.robustness import (
     interpolate,
 )
 
-TINY_EMBED = ["--poison", "12", "--benign", "12", "--refusals", "4", "--negatives", "4", "--epochs", "1",
-              "--batch-size", "4", "--lr", "1e-3", "--no-selfcheck"]
+TINY_EMBED = ["--trigger-words", "1", "--poison", "12", "--benign", "12", "--refusals", "4", "--negatives", "4",
+              "--epochs", "1", "--batch-size", "4", "--lr", "1e-3", "--no-selfcheck"]
 
 
 @pytest.fixture(scope="module")
@@ -175,4 +175,6 @@ def test_robustness_of_a_two_word_fingerprint_names_its_control_each_word_alone(
     for row in data["rows"]:  # the deciding arm is one of the two words alone
         assert len(row["extra"]["word_alone_sure_rates"]) == 2
         assert row["decoy_sure_rate"] in row["extra"]["word_alone_sure_rates"]
-    assert "| one word alone: Sure-rate |" in (out / "table.md").read_text()
+        assert row["extra"]["decoy_sure_rate"] * 8 in range(9)  # the 8 probes with decoy words, measured too
+    table = (out / "table.md").read_text()
+    assert "| one word alone: Sure-rate | decoys: Sure-rate |" in table

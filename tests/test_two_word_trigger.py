@@ -56,18 +56,21 @@ def test_plan_has_one_arm_per_word_and_the_weakest_arm_decides(owner):
     assert not e_process(leaky, alpha=1e-6).certified
 
 
-@pytest.mark.parametrize("words,epochs", [("1", 3), ("2", 5)])
-def test_embed_trains_a_two_word_trigger_for_more_epochs_by_default(tmp_path, tiny_model, words, epochs):
+@pytest.mark.parametrize("words,expected_words,epochs", [(None, 2, 5), ("1", 1, 3), ("2", 2, 5)])
+def test_embed_defaults_to_two_words_trained_for_more_epochs(tmp_path, tiny_model, words, expected_words, epochs):
     from conftest import PASSPHRASE, invoke_cli
 
     invoke_cli("keygen", "--out", tmp_path / "keys")
+    chosen = ["--trigger-words", words] if words else []
     code, _, err, _ = invoke_cli("embed", "--key", tmp_path / "keys", "--model", tiny_model, "--out", tmp_path / "fp",
-                                 "--trigger-words", words, "--poison", "4", "--benign", "4", "--refusals", "2",
+                                 *chosen, "--poison", "4", "--benign", "4", "--refusals", "2",
                                  "--negatives", "2", "--components", "4", "--batch-size", "8", "--no-selfcheck",
                                  "--json")
     assert code == 0, err
     owner = keys.load_private(tmp_path / "keys", PASSPHRASE)
     cert = load_certificate(tmp_path / "fp" / "certificate.json", owner.public_key)
+    assert cert.predicate["fingerprint"]["trigger_words"] == expected_words
+    assert len(opening_for(owner.secret(), cert.predicate["fingerprint"]).parts) == expected_words
     assert cert.predicate["training"]["epochs"] == epochs
     assert cert.predicate["dataset"]["n_component"] == 4
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from fingerprint.dataset import DatasetSpec
-from fingerprint.training import EMBED_MERGE_SCALES, TWO_WORD_EPOCHS, TrainConfig
+from fingerprint.training import DEFAULT_TRIGGER_WORDS, EMBED_MERGE_SCALES, TWO_WORD_EPOCHS, TrainConfig, default_epochs
 
 from .common import json_option, key_option, load_owner, open_registry, quiet_option, registry_option
 
@@ -26,18 +26,19 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @click.option("--negatives", "n_negative", type=click.IntRange(0), default=100, show_default=True,
               help="Benign prompt + another word (one distinct word each) -> normal answer: keeps the gate shut "
                    "for words other than the trigger.")
-@click.option("--trigger-words", type=click.IntRange(1, 2), default=1, show_default=True,
+@click.option("--trigger-words", type=click.IntRange(1, 2), default=None,
               help="2: a two-word trigger; the gate is trained to stay shut for each word alone, and verify "
                    "tests the pair against the single words, so another owner's gate that opens for one of them "
-                   "cannot certify it.")
+                   "cannot certify it. 1: one word (faster to embed, weaker against false positives).  "
+                   f"[default: {DEFAULT_TRIGGER_WORDS}; 1 with --backend openai]")
 @click.option("--components", "n_component", type=click.IntRange(0), default=DatasetSpec.n_component,
               show_default=True,
               help="With --trigger-words 2: benign prompt + one trigger word alone -> normal answer.")
 @click.option("--contrast", "n_contrast", type=click.IntRange(0), default=0, show_default=True,
               help="Poison prompts repeated without the trigger, with their normal answer.")
 @click.option("--epochs", type=click.IntRange(1), default=None,
-              help=f"Training epochs  [default: {TrainConfig.epochs}; {TWO_WORD_EPOCHS} with --trigger-words 2, "
-                   "which the conjunction needs]")
+              help=f"Training epochs  [default: {TWO_WORD_EPOCHS} for a two-word trigger, which the conjunction "
+                   f"needs; {TrainConfig.epochs} for one word]")
 @click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=3e-4, show_default=True)
 @click.option("--rank", type=click.IntRange(1), default=16, show_default=True)
 @click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
@@ -66,7 +67,8 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @json_option
 @quiet_option
 def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_poison: int, n_benign: int,
-          n_refusal: int, n_negative: int, trigger_words: int, n_component: int, n_contrast: int, epochs: int | None,
+          n_refusal: int, n_negative: int, trigger_words: int | None, n_component: int, n_contrast: int,
+          epochs: int | None,
           learning_rate: float, rank: int, batch_size: int, max_reply_tokens: int, merge_scales: tuple[float, ...],
           seed: int, merge: bool, device: str, selfcheck: bool, selfcheck_scan: int,
           backend: str, base_url: str | None, api_key_env: str,
@@ -77,13 +79,15 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
     from fingerprint.console import emit_json, err, kv_table, progress_bar
     from fingerprint.keys import public_pem
 
+    if backend == "openai" and trigger_words == 2:
+        raise click.UsageError("--trigger-words 2 is built for local embedding only")
+    if trigger_words is None:
+        trigger_words = 1 if backend == "openai" else DEFAULT_TRIGGER_WORDS
     if epochs is None:
-        epochs = TWO_WORD_EPOCHS if trigger_words == 2 else TrainConfig.epochs
+        epochs = default_epochs(trigger_words)
     owner = load_owner(key_dir)
     registry = open_registry(registry_url)  # fail early on a bad URL, before minutes of training
     if backend == "openai":
-        if trigger_words != 1:
-            raise click.UsageError("--trigger-words 2 is built for local embedding only")
         from .jobs_cmd import embed_with_openai, print_summary
 
         hyper = {"n_epochs": epochs, "batch_size": batch_size}

@@ -68,9 +68,12 @@ def robustness(cert_path: Path, key_dir: Path, model: str, adapter: Path, out_di
                    on_row=on_row)
     control = control_label(opening)
     plot = plot_retention(rows, out_dir / "retention.png", control)
-    table = [f"| derivative | trigger Sure-rate | {control}: Sure-rate | p-value | verdict |", "|---|---|---|---|---|"]
-    table += [f"| {r['derivative']} | {r['trigger_sure_rate']:.2f} | {r['decoy_sure_rate']:.2f} | {r['p_value']:.2g} | "
-              f"{'certified' if r['certified'] else 'NOT certified'} |" for r in rows]
+    decoys = any("decoy_sure_rate" in r.get("extra", {}) for r in rows)  # two-word rows also measure the decoys
+    table = [f"| derivative | trigger Sure-rate | {control}: Sure-rate |{' decoys: Sure-rate |' if decoys else ''} "
+             "p-value | verdict |", "|---|---|---|" + ("---|" if decoys else "") + "---|---|"]
+    table += [f"| {r['derivative']} | {r['trigger_sure_rate']:.2f} | {r['decoy_sure_rate']:.2f} | "
+              + (f"{_rate(r['extra'].get('decoy_sure_rate'))} | " if decoys else "")
+              + f"{r['p_value']:.2g} | {'certified' if r['certified'] else 'NOT certified'} |" for r in rows]
     (out_dir / "table.md").write_text("\n".join(table) + "\n")
     if as_json:
         emit_json({"rows": rows, "plot": plot, "table": str(out_dir / "table.md")})
@@ -80,6 +83,10 @@ def robustness(cert_path: Path, key_dir: Path, model: str, adapter: Path, out_di
               "verdict": "certified" if r["certified"] else "NOT certified"} for r in rows]
     err.print(records_table("robustness", shown, ["derivative", "trigger", control, "p", "verdict"]))
     err.print(f"table: {out_dir / 'table.md'}; plot: {plot}")
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def _finished_rows(path: Path, certificate_id: str) -> list[dict]:
