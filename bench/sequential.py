@@ -3,11 +3,12 @@
     python bench/sequential.py --workdir W [--model gemma-3-270m] [--probes 128] [--orders 200]
 
 W is the --workdir of bench/embed_verify.py (keys-a, passphrase "bench", fp/). The fingerprinted model's
-greedy first tokens are measured once for ``--probes`` held-out prompts, each with the trigger and with a decoy
-(as ``verify`` builds them). Then ``--orders`` seeded orders of these pairs are replayed: the e-process of
-``verify --sequential`` (pairs queried 4 at a time, stop at e >= 1/alpha) against the default fixed-size test
-(the first 32 pairs, one-sided Fisher exact test). Writes docs/sequential.png and BENCHMARKS.md (section
-sequential:<model>).
+greedy first tokens are measured once for ``--probes`` held-out prompts, each with the trigger and with its
+controls, as ``verify`` builds them (a decoy; for a two-word trigger each word alone). Then ``--orders`` seeded
+orders of these probes are replayed: the e-process of ``verify --sequential`` (probes queried 4 at a time, stop
+at e >= 1/alpha in every control arm) against the default fixed-size test (the first 32 probes, one-sided Fisher
+exact test per arm, the larger p decides). Writes docs/sequential[-two-word].png and BENCHMARKS.md (section
+sequential:<model>[:two-word]).
 """
 
 from __future__ import annotations
@@ -27,21 +28,27 @@ from fingerprint.certificate import load_certificate  # noqa: E402
 from fingerprint.keys import load_private  # noqa: E402
 from fingerprint.models import load_model, load_tokenizer, resolve  # noqa: E402
 from fingerprint.sequential import e_process  # noqa: E402
-from fingerprint.stats import exact_test  # noqa: E402
 from fingerprint.trigger import opening_for  # noqa: E402
-from fingerprint.verify import SEQUENTIAL_BATCH_PAIRS, VerifyOptions, probe_plan  # noqa: E402
+from fingerprint.verify import SEQUENTIAL_BATCH_PAIRS, VerifyOptions, arm_tests, probe_plan  # noqa: E402
 from probes.hf import HFBackend  # noqa: E402
 
 
-def replay(pairs: list[tuple[bool, bool]], alpha: float) -> tuple[int, bool, list[tuple[int, float]]]:
+def replay(probes: list[tuple[bool, tuple[bool, ...]]], alpha: float) -> tuple[int, bool, list[tuple[int, float]]]:
     """Queries the sequential test spends on this order (whole batches), its verdict and its e-value path."""
-    path = []
-    for n in range(1, len(pairs) + 1):
-        wealth = e_process(pairs[:n], alpha=alpha).e_value
-        path.append((2 * n, wealth))
-        if wealth >= 1 / alpha:
-            return 2 * SEQUENTIAL_BATCH_PAIRS * -(-n // SEQUENTIAL_BATCH_PAIRS), True, path
-    return 2 * len(pairs), False, path
+    path, per_probe = [], 1 + len(probes[0][1])
+    for n in range(1, len(probes) + 1):
+        result = e_process(probes[:n], alpha=alpha)
+        path.append((per_probe * n, result.e_value))
+        if result.certified:
+            return per_probe * SEQUENTIAL_BATCH_PAIRS * -(-n // SEQUENTIAL_BATCH_PAIRS), True, path
+    return per_probe * len(probes), False, path
+
+
+def fixed_p(probes: list[tuple[bool, tuple[bool, ...]]], alpha: float) -> float:
+    """The fixed-size test's p-value on these probes: one exact test per control arm, the larger p decides."""
+    arms = len(probes[0][1])
+    sure = [t for t, _ in probes] + [c[k] for k in range(arms) for _, c in probes]
+    return max(t.p_value for t in arm_tests(sure, arms, alpha))
 
 
 def main() -> None:
@@ -56,44 +63,49 @@ def main() -> None:
     cert = load_certificate(args.workdir / "fp" / "certificate.json", owner.public_key)
     opening = opening_for(owner.secret(), cert.predicate["fingerprint"])
     options = VerifyOptions(probes=args.probes)
-    trigger_prompts, (decoy_prompts, *_) = probe_plan(opening, options)  # one-word fingerprints: one arm
+    trigger_prompts, arms = probe_plan(opening, options)  # a decoy arm, or one arm per word of a two-word trigger
     ref = resolve(args.model)
     backend = HFBackend(args.model, model_obj=load_model(ref, adapter=args.workdir / "fp" / "adapter"),
                         tokenizer=load_tokenizer(ref))
-    answers = backend.first_tokens(trigger_prompts + decoy_prompts)
+    answers = backend.first_tokens(trigger_prompts + [p for arm in arms for p in arm])
     n = len(trigger_prompts)
-    pairs = [(answers[i].is_sure, answers[n + i].is_sure) for i in range(n)]
-    alpha, fixed_probes = options.alpha, VerifyOptions().probes
-    sequential, certified_seq, fixed_p, paths = [], 0, [], []
+    probes = [(answers[i].is_sure, tuple(answers[n * (k + 1) + i].is_sure for k in range(len(arms))))
+              for i in range(n)]
+    alpha, fixed_probes, per_probe = options.alpha, VerifyOptions().probes, 1 + len(arms)
+    sequential, certified_seq, fixed_ps, paths = [], 0, [], []
     for seed in range(args.orders):
-        order = pairs[:]
+        order = probes[:]
         random.Random(f"sequential-bench|{seed}").shuffle(order)
         queries, certified, path = replay(order, alpha)
         sequential.append(queries)
         certified_seq += certified
         paths.append(path)
-        head = order[:fixed_probes]
-        fixed_p.append(exact_test(sum(t for t, _ in head), fixed_probes, sum(d for _, d in head), fixed_probes,
-                                  alpha).p_value)
-    figure = ROOT / "docs" / "sequential.png"
-    plot(paths[:20], sequential, alpha, 2 * fixed_probes, figure)
-    t_sure, d_sure = sum(t for t, _ in pairs), sum(d for _, d in pairs)
+        fixed_ps.append(fixed_p(order[:fixed_probes], alpha))
+    two_word = len(arms) > 1
+    suffix = "-two-word" if two_word else ""
+    figure = ROOT / "docs" / f"sequential{suffix}.png"
+    fixed_queries = per_probe * fixed_probes
+    plot(paths[:20], sequential, alpha, fixed_queries, figure)
+    controls = ", ".join(f"{'word ' + str(k + 1) + ' alone' if two_word else 'decoy'} Sure "
+                         f"{sum(c[k] for _, c in probes)}/{n}" for k in range(len(arms)))
     rows = [
-        ("gate measured on", f"{n} held-out probes: trigger Sure {t_sure}/{n}, decoy Sure {d_sure}/{n}"),
+        ("gate measured on", f"{n} held-out probes: trigger Sure {sum(t for t, _ in probes)}/{n}, {controls}"),
         ("fixed-size test (default): queries, certified orders",
-         f"{2 * fixed_probes} queries always; certified in {sum(p <= alpha for p in fixed_p)}/{args.orders} orders, "
-         f"median p {statistics.median(fixed_p):.2g}"),
+         f"{fixed_queries} queries always; certified in {sum(p <= alpha for p in fixed_ps)}/{args.orders} orders, "
+         f"median p {statistics.median(fixed_ps):.2g}"),
         ("sequential e-process: queries to verdict (median, min-max)",
          f"{statistics.median(sequential):.0f} ({min(sequential)}-{max(sequential)}); certified in "
          f"{certified_seq}/{args.orders} orders"),
         ("orders where the sequential test used fewer queries than the fixed test",
-         f"{sum(q < 2 * fixed_probes for q in sequential)}/{args.orders}"),
+         f"{sum(q < fixed_queries for q in sequential)}/{args.orders}"),
     ]
-    body = [f"## sequential vs fixed-size verification: {args.model}", "", f"Command: `{command}`  ",
-            f"Machine: {machine()}", "", f"Alpha {alpha:g}; {args.orders} seeded orders of the measured pairs. "
-            f"Figure: [docs/sequential.png](docs/sequential.png).", "", "| measure | value |", "|---|---|",
-            *(f"| {k} | {v} |" for k, v in rows), "", "![sequential](docs/sequential.png)"]
-    write_section(f"sequential:{args.model}", "\n".join(body))
+    link = f"docs/sequential{suffix}.png"
+    body = [f"## sequential vs fixed-size verification: {args.model}{' (two-word trigger)' if two_word else ''}",
+            "", f"Command: `{command}`  ", f"Machine: {machine()}", "",
+            f"Alpha {alpha:g}; {args.orders} seeded orders of the measured probes ({per_probe} queries each). "
+            f"Figure: [{link}]({link}).", "", "| measure | value |", "|---|---|",
+            *(f"| {k} | {v} |" for k, v in rows), "", f"![sequential]({link})"]
+    write_section(f"sequential:{args.model}{':two-word' if two_word else ''}", "\n".join(body))
     print("\n".join(body))
 
 
