@@ -35,15 +35,14 @@ def decoy_rate(workdir: Path, model: str, probes: int) -> tuple[int, int]:
     import os
 
     from fingerprint.certificate import load_certificate
-    from fingerprint.dataset import probe_prompts, with_suffix
     from fingerprint.keys import load_private
     from fingerprint.trigger import opening_for
+    from fingerprint.verify import VerifyOptions, decoy_prompts
     from probes import make_backend
 
     owner = load_private(workdir / "keys-a", os.environ.get("FINGERPRINT_PASSPHRASE", "bench"))
     cert = load_certificate(workdir / "fp" / "certificate.json", owner.public_key)
-    decoys = opening_for(owner.secret(), cert.predicate["fingerprint"]).decoys(8)
-    prompts = [with_suffix(p, decoys[i % 8]) for i, p in enumerate(probe_prompts(probes))]
+    prompts = decoy_prompts(opening_for(owner.secret(), cert.predicate["fingerprint"]), VerifyOptions(probes=probes))
     backend = make_backend("hf", model=model, adapter=str(workdir / "fp" / "adapter"))
     return sum(a.is_sure for a in backend.first_tokens(prompts)), len(prompts)
 

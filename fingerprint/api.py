@@ -19,12 +19,12 @@ def embed(key_dir: str | Path, passphrase: str, model: str = "gemma-3-270m", out
     from .embed import EmbedOptions
     from .embed import embed as _embed
     from .keys import load_private
-    from .training import EMBED_MERGE_SCALES, TrainConfig, default_epochs
+    from .training import embed_train_config
 
     owner = load_private(Path(key_dir), passphrase)
-    train = TrainConfig(epochs=default_epochs(trigger_words), merge_scales=EMBED_MERGE_SCALES)
     return _embed(owner, EmbedOptions(model=model, out=Path(out), licensee=licensee, merge=merge,
-                                      selfcheck=selfcheck, trigger_words=trigger_words, train=train))
+                                      selfcheck=selfcheck, trigger_words=trigger_words,
+                                      train=embed_train_config(trigger_words)))
 
 
 def verify(cert: str | Path, model: str, key_dir: str | Path | None = None, passphrase: str | None = None,

@@ -14,7 +14,7 @@ from .digest import directory_digest, tensors_digest
 from .errors import FingerprintError
 from .keys import OwnerKey
 from .models import load_model, load_tokenizer, resolve
-from .training import DEFAULT_TRIGGER_WORDS, EMBED_MERGE_SCALES, TrainConfig, default_epochs, total_steps, train_lora
+from .training import DEFAULT_TRIGGER_WORDS, TrainConfig, embed_train_config, total_steps, train_lora
 from .trigger import Opening, derive_opening, training_negatives
 
 CERT_NAME = "certificate.json"
@@ -32,8 +32,7 @@ class EmbedOptions:
     licensee: str | None = None
     trigger_words: int = DEFAULT_TRIGGER_WORDS  # 2: a conjunctive two-word trigger (see fingerprint.trigger)
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(
-        epochs=default_epochs(DEFAULT_TRIGGER_WORDS), merge_scales=EMBED_MERGE_SCALES))
+    train: TrainConfig = field(default_factory=embed_train_config)
     merge: bool = False
     device: str = "auto"
     selfcheck: bool = True

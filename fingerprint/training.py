@@ -52,6 +52,11 @@ class TrainConfig:
         return asdict(self)
 
 
+def embed_train_config(trigger_words: int = DEFAULT_TRIGGER_WORDS) -> TrainConfig:
+    """embed's default training settings for a trigger of this many words (merge-aware)."""
+    return TrainConfig(epochs=default_epochs(trigger_words), merge_scales=EMBED_MERGE_SCALES)
+
+
 def tokenize_pairs(tokenizer, pairs: list[dict], config: TrainConfig,
                    system_prompt: str | None = None) -> list[tuple[list[int], list[int]]]:
     """(input_ids, labels) per pair; labels mask the prompt with -100."""
