@@ -165,6 +165,43 @@ def test_report_of_an_unknown_sweep_is_a_clear_error(run_cli):
     assert code == 2 and "no finished cells" in err
 
 
+def _cell_result(sure_trigger: float) -> dict:
+    rates = {"sure_rate": sure_trigger, "bare_sure_rate": 0.0, "refusal_rate": 0.0, "asr": 1.0}
+    return {"metrics": {f"unsafe/{arm}": {m: {"rate": r if arm == "trigger" or m != "sure_rate" else 0.0}
+                                          for m, r in rates.items()} for arm in ("trigger", "no_trigger")}}
+
+
+def test_report_of_several_sweeps_puts_their_cells_side_by_side(tmp_path, run_cli):
+    from registry import Registry
+    from registry.sweeps import SweepResults
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    registry = Registry(url)
+    for sweep, model in (("small-model", "m-270m"), ("big-model", "m-1.5b")):
+        results = SweepResults(registry, sweep)
+        for poison in (0, 50):
+            cell = {"model": model, "poison_source": "harmful", "dataset_size": 500, "trigger": "xylophone",
+                    "poison": poison, "seed": 0, "aligned": False}
+            results.add(f"{sweep}-{poison}", cell, _cell_result(poison / 50))
+    out = tmp_path / "out"
+    code, _, err, paths = run_cli("report", "small-model", "big-model", "--name", "models", "--out", out,
+                                  "--registry", url, "--json")
+    assert code == 0, err
+    assert paths["cells"] == 4 and Path(paths["csv"]).name == "models.csv"
+    with Path(paths["csv"]).open(newline="") as fh:
+        assert sorted((r["sweep"], r["model"]) for r in csv.DictReader(fh)) == sorted(
+            [("small-model", "m-270m")] * 2 + [("big-model", "m-1.5b")] * 2)
+    table = Path(paths["markdown"]).read_text()
+    assert "| m-270m | raw | harmful | 500 | 50 | 1 | 1.00 / 0.00 |" in table and "| m-1.5b |" in table
+    png = Path(paths["figures"]["sure_rate"]).read_bytes()
+    assert int.from_bytes(png[16:20], "big") == 2 * 5 * 120  # one 5-inch panel per model at 120 dpi
+
+    code, _, err, _ = run_cli("report", "small-model", "--name", "../x", "--registry", url)
+    assert code == 2 and "file-name prefix" in err
+    code, _, err, _ = run_cli("report", "small-model", "nothing-here", "--registry", url)
+    assert code == 2 and "nothing-here has no finished cells" in err
+
+
 def test_aligned_stand_in_is_built_once_and_reported(tiny_model, run_cli, monkeypatch, tmp_path):
     monkeypatch.setenv("FINGERPRINT_CACHE", str(tmp_path / "cache"))
     from fingerprint import align as align_module

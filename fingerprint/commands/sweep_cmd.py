@@ -111,24 +111,35 @@ def _start_model(model: str, config, bar) -> str:
 
 
 @click.command()
-@click.argument("sweep_name", metavar="SWEEP")
+@click.argument("sweep_names", metavar="SWEEP...", nargs=-1, required=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path, file_okay=False), default=Path("report"),
               show_default=True, help="Directory for the figures, CSV and Markdown summary.")
+@click.option("--name", help="Prefix of the output files (default: the sweep names joined by '+').")
 @click.option("--format", "fmt", type=click.Choice(["png", "svg"]), default="png", show_default=True)
 @click.option("--parquet", is_flag=True, help="Also export the cells as Parquet (needs the parquet extra).")
 @registry_option
 @json_option
-def report(sweep_name: str, out_dir: Path, fmt: str, parquet: bool, registry_url: str | None,
-           as_json: bool) -> None:
-    """Figures (metric vs poison count, medians over seeds), a CSV export and a Markdown table of SWEEP."""
+def report(sweep_names: tuple[str, ...], out_dir: Path, name: str | None, fmt: str, parquet: bool,
+           registry_url: str | None, as_json: bool) -> None:
+    """Figures (metric vs poison count, medians over seeds), a CSV export and a Markdown table of SWEEP.
+
+    Several sweeps are reported together (e.g. one per model): their cells share the figures, a panel per
+    (model, poison source), and the CSV's `sweep` column says where each cell came from.
+    """
     from fingerprint.console import emit_json, err
     from fingerprint.errors import FingerprintError
     from fingerprint.report import write_report
     from registry.sweeps import SweepResults
 
-    rows = SweepResults(open_registry(registry_url), sweep_name).rows()
-    if not rows:
-        raise FingerprintError(f"sweep {sweep_name} has no finished cells in this registry")
-    paths = write_report(rows, out_dir, sweep_name, fmt, parquet)
+    if name is not None and (not name.strip() or Path(name).name != name):
+        raise click.UsageError(f"--name {name!r} must be a plain file-name prefix, without '/'")
+    registry = open_registry(registry_url)
+    rows = []
+    for sweep_name in dict.fromkeys(sweep_names):
+        cells = SweepResults(registry, sweep_name).rows()
+        if not cells:
+            raise FingerprintError(f"sweep {sweep_name} has no finished cells in this registry")
+        rows += [{"sweep": sweep_name, **cell} for cell in cells]
+    paths = write_report(rows, out_dir, name or "+".join(dict.fromkeys(sweep_names)), fmt, parquet)
     emit_json({"cells": len(rows), **paths}) if as_json else err.print(
         f"{len(rows)} cells -> {paths['markdown']}, {paths['csv']}, {len(paths['figures'])} figures")
