@@ -72,7 +72,8 @@ def plot(rows: list[dict], metric: str, path: Path, group: str = "unsafe") -> Pa
     import matplotlib.pyplot as plt
 
     panels = sorted({(r["model"], r["poison_source"]) for r in rows})
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False,
+                             sharex=True, sharey=True)
     sizes = sorted({r["dataset_size"] for r in rows})
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, (model, source) in zip(axes[0], panels, strict=True):
