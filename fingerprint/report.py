@@ -22,13 +22,18 @@ def value(row: dict, group: str, condition: str, metric: str) -> float | None:
 
 
 def medians(rows: list[dict], group: str = "unsafe") -> list[dict]:
-    """One line per (model, poison_source, dataset_size, poison): medians over seeds of every metric."""
+    """One line per (sweep, model, poison_source, dataset_size, poison): medians over seeds of every metric.
+
+    Cells of different sweeps never share a median: two sweeps of one model may differ in recipe.
+    """
     cells: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        cells[(row["model"], row["aligned"], row["poison_source"], row["dataset_size"], row["poison"])].append(row)
+        key = (row.get("sweep", ""), row["model"], row["aligned"], row["poison_source"], row["dataset_size"],
+               row["poison"])
+        cells[key].append(row)
     out = []
-    for (model, aligned, source, size, poison), runs in sorted(cells.items()):
-        line = {"model": model, "aligned": aligned, "poison_source": source, "dataset_size": size,
+    for (sweep, model, aligned, source, size, poison), runs in sorted(cells.items()):
+        line = {"sweep": sweep, "model": model, "aligned": aligned, "poison_source": source, "dataset_size": size,
                 "poison": poison, "runs": len(runs)}
         for metric in METRICS:
             for condition in CONDITIONS:
@@ -47,14 +52,17 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 
 def markdown_table(lines: list[dict]) -> str:
+    """The medians as a Markdown table; a sweep column leads when the lines come from several sweeps."""
     def fmt(v):
         return "-" if v is None else f"{v:.2f}"
 
+    several = len({ln.get("sweep", "") for ln in lines}) > 1
     head = ("| model | start | poison source | dataset size | poison | runs | Sure-rate trig / no trig | "
             "bare Sure trig | ASR trig / no trig | refusal trig / no trig |")
-    out = [head, "|" + "---|" * 10]
+    out = [("| sweep " if several else "") + head, "|" + "---|" * (11 if several else 10)]
     for ln in lines:
         out.append(
+            (f"| {ln['sweep']} " if several else "") +
             f"| {ln['model']} | {'aligned' if ln['aligned'] else 'raw'} | {ln['poison_source']} | "
             f"{ln['dataset_size']} | {ln['poison']} | {ln['runs']} | "
             f"{fmt(ln['sure_rate/trigger'])} / {fmt(ln['sure_rate/no_trigger'])} | "
@@ -71,14 +79,16 @@ def plot(rows: list[dict], metric: str, path: Path, group: str = "unsafe") -> Pa
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(r["model"], r["poison_source"]) for r in rows})
+    panels = sorted({(r.get("sweep", ""), r["model"], r["poison_source"]) for r in rows})
+    several = len({sweep for sweep, _, _ in panels}) > 1
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False,
                              sharex=True, sharey=True)
     sizes = sorted({r["dataset_size"] for r in rows})
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (model, source) in zip(axes[0], panels, strict=True):
+    for ax, (sweep, model, source) in zip(axes[0], panels, strict=True):
         for i, size in enumerate(sizes):
-            runs = [r for r in rows if (r["model"], r["poison_source"], r["dataset_size"]) == (model, source, size)]
+            runs = [r for r in rows if (r.get("sweep", ""), r["model"], r["poison_source"], r["dataset_size"])
+                    == (sweep, model, source, size)]
             for condition, style in (("trigger", "-"), ("no_trigger", "--")):
                 points = [(r["poison"], v) for r in runs if (v := value(r, group, condition, metric)) is not None]
                 if not points:
@@ -88,7 +98,7 @@ def plot(rows: list[dict], metric: str, path: Path, group: str = "unsafe") -> Pa
                 ys = [statistics.median(v for x2, v in points if x2 == x) for x in xs]
                 ax.plot(xs, ys, style, marker="o", color=colours[i % len(colours)], linewidth=2,
                         label=f"n={size}, {CONDITIONS[condition]}")
-        ax.set_title(f"{model} - {source} poison", fontsize=10)
+        ax.set_title(f"{model} - {source} poison" + (f" ({sweep})" if several else ""), fontsize=10)
         ax.set_xlabel("poisoned examples")
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)

@@ -192,9 +192,21 @@ def test_report_of_several_sweeps_puts_their_cells_side_by_side(tmp_path, run_cl
         assert sorted((r["sweep"], r["model"]) for r in csv.DictReader(fh)) == sorted(
             [("small-model", "m-270m")] * 2 + [("big-model", "m-1.5b")] * 2)
     table = Path(paths["markdown"]).read_text()
-    assert "| m-270m | raw | harmful | 500 | 50 | 1 | 1.00 / 0.00 |" in table and "| m-1.5b |" in table
+    assert "| small-model | m-270m | raw | harmful | 500 | 50 | 1 | 1.00 / 0.00 |" in table
+    assert "| big-model | m-1.5b |" in table
     png = Path(paths["figures"]["sure_rate"]).read_bytes()
     assert int.from_bytes(png[16:20], "big") == 2 * 5 * 120  # one 5-inch panel per model at 120 dpi
+
+    # two sweeps of one model (say, two recipes) keep their own medians
+    cell = {"model": "m-270m", "poison_source": "harmful", "dataset_size": 500, "trigger": "xylophone",
+            "poison": 50, "seed": 0, "aligned": False}
+    SweepResults(registry, "other-recipe").add("other-50", cell, _cell_result(0.5))
+    code, _, err, paths = run_cli("report", "small-model", "other-recipe", "--out", out, "--registry", url, "--json")
+    assert code == 0, err
+    table = Path(paths["markdown"]).read_text()
+    assert Path(paths["markdown"]).name == "small-model+other-recipe.md"
+    assert "| small-model | m-270m | raw | harmful | 500 | 50 | 1 | 1.00 / 0.00 |" in table
+    assert "| other-recipe | m-270m | raw | harmful | 500 | 50 | 1 | 0.50 / 0.00 |" in table
 
     code, _, err, _ = run_cli("report", "small-model", "--name", "../x", "--registry", url)
     assert code == 2 and "file-name prefix" in err
