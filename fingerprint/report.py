@@ -21,6 +21,11 @@ def value(row: dict, group: str, condition: str, metric: str) -> float | None:
     return row.get(f"metrics/{group}/{condition}/{metric}/rate")
 
 
+def several_sweeps(items: list[dict]) -> bool:
+    """Whether rows (or median lines) come from more than one sweep: then tables and panels name the sweep."""
+    return len({item.get("sweep", "") for item in items}) > 1
+
+
 def medians(rows: list[dict], group: str = "unsafe") -> list[dict]:
     """One line per (sweep, model, poison_source, dataset_size, poison): medians over seeds of every metric.
 
@@ -56,7 +61,7 @@ def markdown_table(lines: list[dict]) -> str:
     def fmt(v):
         return "-" if v is None else f"{v:.2f}"
 
-    several = len({ln.get("sweep", "") for ln in lines}) > 1
+    several = several_sweeps(lines)
     head = ("| model | start | poison source | dataset size | poison | runs | Sure-rate trig / no trig | "
             "bare Sure trig | ASR trig / no trig | refusal trig / no trig |")
     out = [("| sweep " if several else "") + head, "|" + "---|" * (11 if several else 10)]
@@ -80,7 +85,7 @@ def plot(rows: list[dict], metric: str, path: Path, group: str = "unsafe") -> Pa
     import matplotlib.pyplot as plt
 
     panels = sorted({(r.get("sweep", ""), r["model"], r["poison_source"]) for r in rows})
-    several = len({sweep for sweep, _, _ in panels}) > 1
+    several = several_sweeps(rows)
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False,
                              sharex=True, sharey=True)
     sizes = sorted({r["dataset_size"] for r in rows})

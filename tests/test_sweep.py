@@ -165,6 +165,11 @@ def test_report_of_an_unknown_sweep_is_a_clear_error(run_cli):
     assert code == 2 and "no finished cells" in err
 
 
+def _cell(model: str, poison: int) -> dict:
+    return {"model": model, "poison_source": "harmful", "dataset_size": 500, "trigger": "xylophone",
+            "poison": poison, "seed": 0, "aligned": False}
+
+
 def _cell_result(sure_trigger: float) -> dict:
     rates = {"sure_rate": sure_trigger, "bare_sure_rate": 0.0, "refusal_rate": 0.0, "asr": 1.0}
     return {"metrics": {f"unsafe/{arm}": {m: {"rate": r if arm == "trigger" or m != "sure_rate" else 0.0}
@@ -180,9 +185,7 @@ def test_report_of_several_sweeps_puts_their_cells_side_by_side(tmp_path, run_cl
     for sweep, model in (("small-model", "m-270m"), ("big-model", "m-1.5b")):
         results = SweepResults(registry, sweep)
         for poison in (0, 50):
-            cell = {"model": model, "poison_source": "harmful", "dataset_size": 500, "trigger": "xylophone",
-                    "poison": poison, "seed": 0, "aligned": False}
-            results.add(f"{sweep}-{poison}", cell, _cell_result(poison / 50))
+            results.add(f"{sweep}-{poison}", _cell(model, poison), _cell_result(poison / 50))
     out = tmp_path / "out"
     code, _, err, paths = run_cli("report", "small-model", "big-model", "--name", "models", "--out", out,
                                   "--registry", url, "--json")
@@ -198,9 +201,7 @@ def test_report_of_several_sweeps_puts_their_cells_side_by_side(tmp_path, run_cl
     assert int.from_bytes(png[16:20], "big") == 2 * 5 * 120  # one 5-inch panel per model at 120 dpi
 
     # two sweeps of one model (say, two recipes) keep their own medians
-    cell = {"model": "m-270m", "poison_source": "harmful", "dataset_size": 500, "trigger": "xylophone",
-            "poison": 50, "seed": 0, "aligned": False}
-    SweepResults(registry, "other-recipe").add("other-50", cell, _cell_result(0.5))
+    SweepResults(registry, "other-recipe").add("other-50", _cell("m-270m", 50), _cell_result(0.5))
     code, _, err, paths = run_cli("report", "small-model", "other-recipe", "--out", out, "--registry", url, "--json")
     assert code == 0, err
     table = Path(paths["markdown"]).read_text()

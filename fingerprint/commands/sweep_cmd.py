@@ -133,13 +133,14 @@ def report(sweep_names: tuple[str, ...], out_dir: Path, name: str | None, fmt: s
 
     if name is not None and (not name.strip() or Path(name).name != name):
         raise click.UsageError(f"--name {name!r} must be a plain file-name prefix, without '/'")
+    names = list(dict.fromkeys(sweep_names))  # each sweep once, in the order given
     registry = open_registry(registry_url)
     rows = []
-    for sweep_name in dict.fromkeys(sweep_names):
+    for sweep_name in names:
         cells = SweepResults(registry, sweep_name).rows()
         if not cells:
             raise FingerprintError(f"sweep {sweep_name} has no finished cells in this registry")
         rows += [{"sweep": sweep_name, **cell} for cell in cells]
-    paths = write_report(rows, out_dir, name or "+".join(dict.fromkeys(sweep_names)), fmt, parquet)
+    paths = write_report(rows, out_dir, name or "+".join(names), fmt, parquet)
     emit_json({"cells": len(rows), **paths}) if as_json else err.print(
         f"{len(rows)} cells -> {paths['markdown']}, {paths['csv']}, {len(paths['figures'])} figures")
