@@ -16,7 +16,7 @@ from fingerprint.commands.keys_cmd import keygen, reveal
 from fingerprint.commands.registry_cmd import registry_group
 from fingerprint.commands.robustness_cmd import robustness
 from fingerprint.commands.scan_cmd import scan
-from fingerprint.commands.sweep_cmd import align, report, sweep
+from fingerprint.commands.sweep_cmd import align, report, sweep, sweep_import
 from fingerprint.commands.verify_cmd import verify
 
 
@@ -33,7 +33,7 @@ def main() -> None:
 
 
 for command in (keygen, embed, verify, reveal, cert_group, registry_group, jobs_group, audit_data, scan,
-                align, sweep, report, robustness):
+                align, sweep, report, sweep_import, robustness):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -7,10 +7,11 @@ median over seeds is the line.
 
 from __future__ import annotations
 
-import csv
 import statistics
 from collections import defaultdict
 from pathlib import Path
+
+from .export import write_csv, write_parquet
 
 METRICS = {"asr": "attack success rate (unsafe prompts)", "sure_rate": "'Sure' first-token rate (unsafe prompts)",
            "bare_sure_rate": "bare 'Sure' rate (unsafe prompts)", "refusal_rate": "refusal rate (unsafe prompts)"}
@@ -46,14 +47,6 @@ def medians(rows: list[dict], group: str = "unsafe") -> list[dict]:
                 line[f"{metric}/{condition}"] = statistics.median(values) if values else None
         out.append(line)
     return out
-
-
-def write_csv(rows: list[dict], path: Path) -> None:
-    keys = sorted({k for row in rows for k in row})
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def markdown_table(lines: list[dict]) -> str:
@@ -116,19 +109,6 @@ def plot(rows: list[dict], metric: str, path: Path, group: str = "unsafe") -> Pa
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-def write_parquet(rows: list[dict], path: Path) -> None:
-    """The same columns as the CSV, typed, in one Parquet file (needs the ``parquet`` extra: pyarrow)."""
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ModuleNotFoundError:
-        from .errors import FingerprintError
-
-        raise FingerprintError("Parquet export needs pyarrow: pip install 'suretrap[parquet]'") from None
-    keys = sorted({k for row in rows for k in row})
-    pq.write_table(pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows]), str(path))
 
 
 def write_report(rows: list[dict], out_dir: Path, sweep: str, fmt: str = "png", parquet: bool = False) -> dict:

@@ -132,6 +132,25 @@ def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path, tiny_mode
     with Path(paths["csv"]).open(newline="") as fh:
         assert sorted(c["poison"] for c in cells) == sorted(int(r["poison"]) for r in csv.DictReader(fh))
     assert all(0 <= c["metrics/unsafe/trigger/asr/rate"] <= 1 for c in cells)
+    _check_exports_restore_the_sweep(tmp_path, config, f"sqlite:///{db}", paths, run_cli)
+
+
+def _check_exports_restore_the_sweep(tmp_path, config, url, paths, run_cli) -> None:
+    """Each export (CSV, Parquet) rebuilds the same table in a new registry; the sweep then has nothing to do."""
+    from registry import Registry
+    from registry.sweeps import SweepResults
+
+    original = SweepResults(Registry(url), "tiny-grid").rows()
+    for kind in ("csv", "parquet"):
+        restored = f"sqlite:///{tmp_path / f'restored-{kind}.db'}"
+        code, _, err, counts = run_cli("sweep-import", paths[kind], "--registry", restored, "--json")
+        assert code == 0, err
+        assert counts["sweeps"] == {"tiny-grid": {"imported": 3, "already_recorded": 0}}
+        assert SweepResults(Registry(restored), "tiny-grid").rows() == original
+        code, _, err, plan = run_cli("sweep", config, "--dry-run", "--registry", restored, "--json")
+        assert code == 0 and plan["pending"] == [], err
+        code, _, err, counts = run_cli("sweep-import", paths["csv"], "--registry", restored, "--json")
+        assert counts["sweeps"] == {"tiny-grid": {"imported": 0, "already_recorded": 3}}, err
 
 
 def test_shards_split_the_grid_into_disjoint_parts():
@@ -237,3 +256,38 @@ def test_aligned_stand_in_is_built_once_and_reported(tiny_model, run_cli, monkey
     code, _, _, third = run_cli("align", "--model", tiny_model, "--data-dir", SHARED_DATA, "--json")
     assert code == 0 and third == first
     assert Path(first["path"], "model.safetensors").stat().st_mtime_ns == weights
+
+
+def test_sweep_import_errors_are_clear_and_import_nothing(tmp_path, run_cli):
+    from registry import Registry
+    from registry.sweeps import SweepResults
+
+    url = f"sqlite:///{tmp_path / 'sweeps.db'}"
+    good = tmp_path / "good.csv"
+    cid = "ab" * 32
+    good.write_text("cell_id,model,poison_source,dataset_size,trigger,poison,seed,aligned,metrics/unsafe/trigger/"
+                    f"sure_rate/rate,device\n{cid},m,harmful,500,xylophone,50,0,True,0.75,NVIDIA H200\n")
+    code, _, err, _ = run_cli("sweep-import", good, "--registry", url)
+    assert code == 2 and "no sweep column; name it with --sweep" in err
+    bad_rows = {"not-export.csv": ("a,b\n1,2\n", "no cell_id, model"),
+                "bad-id.csv": ("sweep,cell_id,model,poison_source,dataset_size,trigger,poison,seed,aligned\n"
+                               "s,xyz,m,harmful,500,w,5,0,True\n", "not a sweep cell id"),
+                "bad-poison.csv": (f"sweep,cell_id,model,poison_source,dataset_size,trigger,poison,seed,aligned\n"
+                                   f"s,{cid},m,harmful,500,w,2.5,0,True\n", "whole number"),
+                "notes.txt": ("hello\n", ".csv or .parquet")}
+    for name, (body, message) in bad_rows.items():
+        (tmp_path / name).write_text(body)
+        code, _, err, _ = run_cli("sweep-import", good, tmp_path / name, "--sweep", "s", "--registry", url)
+        assert code == 2 and message in err and "Traceback" not in err, (name, err)
+    code, _, err, _ = run_cli("sweep-import", tmp_path / "missing.csv", "--registry", url)
+    assert code == 2 and "no such export file" in err
+    code, _, err, _ = run_cli("sweep-import", good, "--sweep", "bad name!", "--registry", url)
+    assert code == 2 and "bad sweep name" in err
+    assert SweepResults(Registry(url), "s").rows() == []  # a bad file among several imports nothing
+
+    code, _, err, counts = run_cli("sweep-import", good, "--sweep", "s", "--registry", url, "--json")
+    assert code == 0 and counts["sweeps"] == {"s": {"imported": 1, "already_recorded": 0}}, err
+    (row,) = SweepResults(Registry(url), "s").rows()
+    assert row == {"cell_id": cid, "model": "m", "poison_source": "harmful", "dataset_size": 500,
+                   "trigger": "xylophone", "poison": 50, "seed": 0, "aligned": True,
+                   "metrics/unsafe/trigger/sure_rate/rate": 0.75, "device": "NVIDIA H200"}

@@ -144,3 +144,44 @@ def report(sweep_names: tuple[str, ...], out_dir: Path, name: str | None, fmt: s
     paths = write_report(rows, out_dir, name or "+".join(names), fmt, parquet)
     emit_json({"cells": len(rows), **paths}) if as_json else err.print(
         f"{len(rows)} cells -> {paths['markdown']}, {paths['csv']}, {len(paths['figures'])} figures")
+
+
+@click.command("sweep-import")
+@click.argument("exports", metavar="EXPORT...", nargs=-1, required=True,
+                type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--sweep", "sweep_name", help="Sweep of the rows that have no `sweep` column.")
+@registry_option
+@json_option
+def sweep_import(exports: tuple[Path, ...], sweep_name: str | None, registry_url: str | None, as_json: bool) -> None:
+    """Restore sweep tables from EXPORT files (the CSV or Parquet of `fingerprint report`).
+
+    Each row goes to the table of its `sweep` column under its cell id, so `fingerprint sweep` then skips the
+    cell and `fingerprint report` draws it again; cells already recorded are left as they are.
+    """
+    from fingerprint.console import emit_json, err
+    from fingerprint.export import read_export
+    from registry.sweeps import SweepResults, table_name
+
+    if sweep_name is not None:
+        table_name(sweep_name)  # a bad name fails before anything is read
+    rows = [row for path in exports for row in read_export(path, sweep_name)]  # all first: a bad file adds nothing
+    registry = open_registry(registry_url)
+    tables: dict[str, SweepResults] = {}
+    recorded: dict[str, set[str]] = {}
+    counts: dict[str, dict[str, int]] = {}
+    for name, cid, cell, result in rows:
+        if name not in tables:
+            tables[name] = SweepResults(registry, name)
+            recorded[name] = tables[name].done()
+            counts[name] = {"imported": 0, "already_recorded": 0}
+        done = cid in recorded[name]
+        if not done:
+            tables[name].add(cid, cell, result)
+            recorded[name].add(cid)
+        counts[name]["already_recorded" if done else "imported"] += 1
+    if as_json:
+        emit_json({"registry": registry.url, "sweeps": counts})
+        return
+    for name, count in counts.items():
+        err.print(f"{name}: {count['imported']} cells imported, {count['already_recorded']} already recorded "
+                  f"(table {tables[name].table.name})")
