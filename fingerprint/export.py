@@ -58,11 +58,11 @@ def read_export(path: Path, sweep: str | None = None) -> list[tuple[str, str, di
         raise FingerprintError(f"{path}: cannot read it as an export: {exc}") from exc
     if sweep is not None:
         raw = [{"sweep": sweep, **row} for row in raw]
-    return [_split(row, path, line) for line, row in enumerate(raw, start=2)]
+    return [_split(row, path, number) for number, row in enumerate(raw, start=1)]
 
 
-def _split(row: dict, path: Path, line: int) -> tuple[str, str, dict, dict]:
-    where = f"{path}, row {line}"
+def _split(row: dict, path: Path, number: int) -> tuple[str, str, dict, dict]:
+    where = f"{path}, row {number}"
     missing = [k for k in ("sweep", "cell_id", *CELL_TYPES) if row.get(k) is None]
     if missing:
         hint = "; name it with --sweep" if missing == ["sweep"] else " (is this an export of `fingerprint report`?)"

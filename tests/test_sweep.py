@@ -274,6 +274,8 @@ def test_sweep_import_errors_are_clear_and_import_nothing(tmp_path, run_cli):
                                "s,xyz,m,harmful,500,w,5,0,True\n", "not a sweep cell id"),
                 "bad-poison.csv": (f"sweep,cell_id,model,poison_source,dataset_size,trigger,poison,seed,aligned\n"
                                    f"s,{cid},m,harmful,500,w,2.5,0,True\n", "whole number"),
+                "bad-sweep.csv": ("sweep,cell_id,model,poison_source,dataset_size,trigger,poison,seed,aligned\n"
+                                  f"no/such,{cid},m,harmful,500,w,5,0,True\n", "bad sweep name"),
                 "notes.txt": ("hello\n", ".csv or .parquet")}
     for name, (body, message) in bad_rows.items():
         (tmp_path / name).write_text(body)

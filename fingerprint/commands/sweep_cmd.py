@@ -165,6 +165,8 @@ def sweep_import(exports: tuple[Path, ...], sweep_name: str | None, registry_url
     if sweep_name is not None:
         table_name(sweep_name)  # a bad name fails before anything is read
     rows = [row for path in exports for row in read_export(path, sweep_name)]  # all first: a bad file adds nothing
+    for name in {row[0] for row in rows}:
+        table_name(name)
     registry = open_registry(registry_url)
     tables: dict[str, SweepResults] = {}
     recorded: dict[str, set[str]] = {}
