@@ -187,8 +187,12 @@ def pending(config: SweepConfig, done: set[str], shard: tuple[int, int] | None =
 
 
 def run_cell(cell: dict, config: SweepConfig, data: SweepData, start_model: str,
-             progress: Callable[[str], None] | None = None) -> dict:
-    """Train one cell's adapter and measure it; returns the metrics (nothing is written)."""
+             progress: Callable[[str], None] | None = None,
+             on_step: Callable[[int, float], None] | None = None) -> dict:
+    """Train one cell's adapter and measure it; returns the metrics (nothing is written).
+
+    ``progress`` hears the stage ("training", "evaluating"), ``on_step`` each optimizer step and its loss.
+    """
     import time
 
     from probes.hf import HFBackend
@@ -206,7 +210,7 @@ def run_cell(cell: dict, config: SweepConfig, data: SweepData, start_model: str,
     started = time.perf_counter()
     if progress:
         progress("training")
-    tuned = train_lora(model, tokenizer, rows, train)
+    tuned = train_lora(model, tokenizer, rows, train, progress=on_step)
     train_s = time.perf_counter() - started
     if progress:
         progress("evaluating")

@@ -83,12 +83,15 @@ def sweep(config_path: Path, max_cells: int | None, dry_run: bool, shard: tuple[
     finished = []
     with progress_bar(quiet or as_json) as bar:
         task = bar.add_task(f"sweep {config.name}", total=len(todo), info=f"{total - len(todo)} of {total} done")
+        steps = bar.add_task("  training steps", total=None, info="", visible=False)
         for cid, cell in todo:
             if cell["model"] not in starts:
                 starts[cell["model"]] = _start_model(cell["model"], config, bar)
             label = f"poison {cell['poison']}, n {cell['dataset_size']}, {cell['poison_source']}, seed {cell['seed']}"
+            bar.reset(steps, total=_cell_steps(cell, config), info="", visible=True)
             result = run_cell(cell, config, data, starts[cell["model"]],
-                              progress=lambda stage, label=label: bar.update(task, info=f"{label}: {stage}"))
+                              progress=lambda stage, label=label: bar.update(task, info=f"{label}: {stage}"),
+                              on_step=lambda n, loss: bar.update(steps, advance=n, info=f"loss {loss:.3f}"))
             results.add(cid, cell, result)
             finished.append(cid)
             bar.update(task, advance=1)
@@ -97,6 +100,11 @@ def sweep(config_path: Path, max_cells: int | None, dry_run: bool, shard: tuple[
     emit_json(summary) if as_json else err.print(
         f"{config.name}: {len(finished)} cells run now, {summary['done']} of {total} done "
         f"(table {summary['table']}; `fingerprint report {config.name}` draws them)")
+
+
+def _cell_steps(cell: dict, config) -> int:
+    """Optimizer steps of a cell: its rows in batches, times the epochs."""
+    return config.epochs * -(-cell["dataset_size"] // config.batch_size)
 
 
 def _start_model(model: str, config, bar) -> str:
