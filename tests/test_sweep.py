@@ -259,8 +259,11 @@ def test_aligned_stand_in_is_built_once_and_reported(tiny_model, run_cli, monkey
 
 
 def test_sweep_import_errors_are_clear_and_import_nothing(tmp_path, run_cli):
+    from fingerprint.export import CELL_TYPES
     from registry import Registry
     from registry.sweeps import SweepResults
+
+    assert set(CELL_TYPES) == set(SweepConfig(name="x", data_dir="/d").cells()[0])  # the reader knows every setting
 
     url = f"sqlite:///{tmp_path / 'sweeps.db'}"
     good = tmp_path / "good.csv"
