@@ -114,6 +114,9 @@ def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path, tiny_mode
     assert len(after) == 3 and set(before) <= set(after)  # finished cells kept, untouched, not redone
     code, _, _, again = run_cli("sweep", config, "--registry", f"sqlite:///{db}", "--json")
     assert code == 0 and again["finished_now"] == 0
+    part = write_config(tmp_path / "part.json", tiny_model, poison=[0, 8])  # same table, a part of the grid
+    code, _, _, again = run_cli("sweep", part, "--registry", f"sqlite:///{db}", "--json")
+    assert code == 0 and (again["cells"], again["done"], again["finished_now"]) == (2, 2, 0)
 
     out = tmp_path / "report"
     code, _, err, paths = run_cli("report", "tiny-grid", "--out", out, "--registry", f"sqlite:///{db}", "--json",

@@ -95,8 +95,9 @@ def sweep(config_path: Path, max_cells: int | None, dry_run: bool, shard: tuple[
             results.add(cid, cell, result)
             finished.append(cid)
             bar.update(task, advance=1)
-    summary = {"sweep": config.name, "cells": total, "finished_now": len(finished),
-               "done": len(results.done()), "registry": results.registry.url, "table": results.table.name}
+    done = total - sum(1 for _ in pending(config, results.done()))  # this config's cells, not the whole table's
+    summary = {"sweep": config.name, "cells": total, "finished_now": len(finished), "done": done,
+               "registry": results.registry.url, "table": results.table.name}
     emit_json(summary) if as_json else err.print(
         f"{config.name}: {len(finished)} cells run now, {summary['done']} of {total} done "
         f"(table {summary['table']}; `fingerprint report {config.name}` draws them)")
