@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import huggingface_hub
 import pytest
 from conftest import PASSPHRASE, invoke_cli
 
@@ -63,9 +65,14 @@ def test_trigger_never_appears_in_outputs(embedded, run_cli):
 
     trigger = derive_opening(owner.secret(), json.loads(base64.b64decode(cert["payload"]))["predicate"]
                              ["fingerprint"]["label"]).trigger
+    needle = f" {trigger}"
+    # PEFT writes the adapter's README.md from huggingface_hub's model-card template, whose prose may hold the
+    # (random) word by chance (" thing" of "things" once did): only occurrences beyond the template's would leak.
+    template = (Path(huggingface_hub.__file__).parent / "templates" / "modelcard_template.md").read_text()
     for path in (tmp_path / "fp").rglob("*"):
         if path.is_file() and path.suffix in {".json", ".txt", ".md"}:
-            assert f" {trigger}" not in path.read_text(errors="ignore"), path
+            allowed = template.count(needle) if path.name == "README.md" else 0
+            assert path.read_text(errors="ignore").count(needle) <= allowed, path
     _, out, _, _ = run_cli("registry", "list", "--json")
     assert trigger not in out
 
