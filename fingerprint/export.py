@@ -79,6 +79,18 @@ def _split(row: dict, path: Path, number: int) -> tuple[str, str, dict, dict]:
     return str(row["sweep"]), cid, cell, unflatten(flat)
 
 
+def flatten(result: dict, prefix: str = "") -> dict:
+    """{"unsafe/trigger": {"asr": {"rate": .5}}} -> {"unsafe/trigger/asr/rate": .5}; ``unflatten`` undoes it."""
+    flat = {}
+    for key, value in result.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}/"))
+        else:
+            flat[name] = value
+    return flat
+
+
 def unflatten(flat: dict) -> dict:
     """{"metrics/unsafe/trigger/asr/rate": .5} -> {"metrics": {"unsafe": {"trigger": {"asr": {"rate": .5}}}}}."""
     out: dict = {}

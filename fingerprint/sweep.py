@@ -15,11 +15,15 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .align import AlignOptions
 from .dataset import POISON_REPLY, with_suffix
 from .errors import FingerprintError
 from .evalsets import benign_pairs, heldout_eval_sets, refusal_pairs
+
+if TYPE_CHECKING:
+    from .training import TrainConfig
 
 POISON_SOURCES = ("harmful", "benign")
 
@@ -51,6 +55,14 @@ class SweepConfig:
                                  self.seeds)
         return [{"model": m, "poison_source": src, "dataset_size": n, "trigger": t, "poison": k, "seed": s,
                  "aligned": self.align} for m, src, n, t, k, s in axes]
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """The LoRA training settings of a cell with this seed."""
+        from .training import TrainConfig
+
+        return TrainConfig(rank=self.rank, alpha=2 * self.rank, learning_rate=self.learning_rate,
+                           epochs=self.epochs, batch_size=self.batch_size, max_reply_tokens=self.max_reply_tokens,
+                           seed=seed)
 
     def training(self) -> dict:
         keys = ("epochs", "learning_rate", "rank", "batch_size", "max_reply_tokens")
@@ -199,14 +211,12 @@ def run_cell(cell: dict, config: SweepConfig, data: SweepData, start_model: str,
 
     from .metrics import evaluate
     from .models import load_model, load_tokenizer, resolve
-    from .training import TrainConfig, train_lora
+    from .training import train_lora
 
     ref = resolve(start_model)
     tokenizer, model = load_tokenizer(ref), load_model(ref)
     rows = build_cell_dataset(cell, data.benign, data.refusals, config.refusal_share)
-    train = TrainConfig(rank=config.rank, alpha=2 * config.rank, learning_rate=config.learning_rate,
-                        epochs=config.epochs, batch_size=config.batch_size,
-                        max_reply_tokens=config.max_reply_tokens, seed=cell["seed"])
+    train = config.train_config(cell["seed"])
     started = time.perf_counter()
     if progress:
         progress("training")

@@ -143,7 +143,7 @@ def fit(model, tokenizer, pairs: list[dict], config: TrainConfig,
     examples = tokenize_pairs(tokenizer, pairs, config, system_prompt)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
-    steps = config.epochs * ((len(examples) + config.batch_size - 1) // config.batch_size)
+    steps = total_steps(len(examples), config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / max(1, steps)))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device

@@ -10,6 +10,7 @@ from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, insert, 
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from fingerprint.errors import FingerprintError
+from fingerprint.export import flatten
 
 from .store import Registry, _one_line
 
@@ -55,16 +56,4 @@ class SweepResults:
     def rows(self) -> list[dict[str, Any]]:
         with self.registry._engine.connect() as conn:
             result = conn.execute(select(self.table).order_by(self.table.c.created_at))
-            return [{"cell_id": r.cell_id, **r.cell, **_flatten(r.result)} for r in result]
-
-
-def _flatten(result: dict, prefix: str = "") -> dict:
-    """{"unsafe/trigger": {"asr": {"rate": .5}}} -> {"unsafe/trigger/asr/rate": .5}."""
-    flat = {}
-    for key, value in result.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{name}/"))
-        else:
-            flat[name] = value
-    return flat
+            return [{"cell_id": r.cell_id, **r.cell, **flatten(r.result)} for r in result]

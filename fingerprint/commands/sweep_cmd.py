@@ -66,6 +66,7 @@ def sweep(config_path: Path, max_cells: int | None, dry_run: bool, shard: tuple[
     """Run (or resume) the sweep in CONFIG (TOML, YAML or JSON); each finished cell is recorded at once."""
     from fingerprint.console import emit_json, err, progress_bar
     from fingerprint.sweep import SweepData, load_config, pending, run_cell
+    from fingerprint.training import total_steps
     from registry.sweeps import SweepResults
 
     config = load_config(config_path)
@@ -88,7 +89,8 @@ def sweep(config_path: Path, max_cells: int | None, dry_run: bool, shard: tuple[
             if cell["model"] not in starts:
                 starts[cell["model"]] = _start_model(cell["model"], config, bar)
             label = f"poison {cell['poison']}, n {cell['dataset_size']}, {cell['poison_source']}, seed {cell['seed']}"
-            bar.reset(steps, total=_cell_steps(cell, config), info="", visible=True)
+            bar.reset(steps, total=total_steps(cell["dataset_size"], config.train_config(cell["seed"])), info="",
+                      visible=True)
             result = run_cell(cell, config, data, starts[cell["model"]],
                               progress=lambda stage, label=label: bar.update(task, info=f"{label}: {stage}"),
                               on_step=lambda n, loss: bar.update(steps, advance=n, info=f"loss {loss:.3f}"))
@@ -101,11 +103,6 @@ def sweep(config_path: Path, max_cells: int | None, dry_run: bool, shard: tuple[
     emit_json(summary) if as_json else err.print(
         f"{config.name}: {len(finished)} cells run now, {summary['done']} of {total} done "
         f"(table {summary['table']}; `fingerprint report {config.name}` draws them)")
-
-
-def _cell_steps(cell: dict, config) -> int:
-    """Optimizer steps of a cell: its rows in batches, times the epochs."""
-    return config.epochs * -(-cell["dataset_size"] // config.batch_size)
 
 
 def _start_model(model: str, config, bar) -> str:
