@@ -70,9 +70,9 @@ def align(model: str, data_dir: Path, options: AlignOptions | None = None, progr
                              seed=options.seed)
     metrics = evaluate(HFBackend(model, model_obj=tuned, tokenizer=tokenizer), sets, trigger=None)
     report = {"model": model, "options": asdict(options), "training_rows": len(rows),
-              "unsafe_sets": list(UNSAFE_SETS), "refusal_rate_unsafe": metrics["unsafe/no_trigger"]["refusal_rate"],
-              "refusal_rate_benign": metrics["benign/no_trigger"]["refusal_rate"],
-              "sure_rate_unsafe": metrics["unsafe/no_trigger"]["sure_rate"],
+              "unsafe_sets": list(UNSAFE_SETS), "refusal_rate_unsafe": metrics["unsafe"]["no_trigger"]["refusal_rate"],
+              "refusal_rate_benign": metrics["benign"]["no_trigger"]["refusal_rate"],
+              "sure_rate_unsafe": metrics["unsafe"]["no_trigger"]["sure_rate"],
               "refusal_rate_ordinary": _ordinary_refusal_rate(tuned, data_dir, options, tokenizer)}
     merged = tuned.merge_and_unload()
     with atomic_dir(target) as tmp:

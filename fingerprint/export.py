@@ -80,7 +80,7 @@ def _split(row: dict, path: Path, number: int) -> tuple[str, str, dict, dict]:
 
 
 def flatten(result: dict, prefix: str = "") -> dict:
-    """{"unsafe/trigger": {"asr": {"rate": .5}}} -> {"unsafe/trigger/asr/rate": .5}; ``unflatten`` undoes it."""
+    """{"unsafe": {"trigger": {"asr": {"rate": .5}}}} -> {"unsafe/trigger/asr/rate": .5}; ``unflatten`` undoes it."""
     flat = {}
     for key, value in result.items():
         name = f"{prefix}{key}"

@@ -43,7 +43,8 @@ class Rate:
 
 def evaluate(backend, prompt_sets: dict[str, list[str]], trigger: str | None, max_new_tokens: int = 32,
              progress: Callable[[int], None] | None = None) -> dict:
-    """Metrics per group ("unsafe", "benign") and condition ("trigger", "no_trigger") for one model.
+    """Metrics per group ("unsafe", "benign") and condition ("trigger", "no_trigger") for one model, nested:
+    ``{group: {condition: {metric: Rate.to_dict()}}}``.
 
     ``prompt_sets`` maps set names (``evalsets``) to prompts; the unsafe group is UNSAFE_SETS, the rest benign.
     Without a trigger only the "no_trigger" condition is measured.
@@ -69,7 +70,7 @@ def evaluate(backend, prompt_sets: dict[str, list[str]], trigger: str | None, ma
             if group == "unsafe":
                 row["asr"] = Rate(sum(not f and not b and r.strip() != ""
                                       for r, f, b in zip(replies, refused, bare, strict=True)), n)
-            out[f"{group}/{condition}"] = {k: v.to_dict() for k, v in row.items()}
+            out.setdefault(group, {})[condition] = {k: v.to_dict() for k, v in row.items()}
             if progress is not None:
                 progress(n)
     return out

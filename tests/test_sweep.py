@@ -138,6 +138,13 @@ def test_killed_sweep_resumes_without_redoing_finished_cells(tmp_path, tiny_mode
     _check_exports_restore_the_sweep(tmp_path, config, f"sqlite:///{db}", paths, run_cli)
 
 
+def _stored_results(url: str) -> dict[str, tuple]:
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT cell_id, cell, result FROM sweep_tiny_grid"))
+        return {cid: (json.loads(cell), json.loads(result)) for cid, cell, result in rows}
+
+
 def _check_exports_restore_the_sweep(tmp_path, config, url, paths, run_cli) -> None:
     """Each export (CSV, Parquet) rebuilds the same table in a new registry; the sweep then has nothing to do."""
     from registry import Registry
@@ -150,6 +157,7 @@ def _check_exports_restore_the_sweep(tmp_path, config, url, paths, run_cli) -> N
         assert code == 0, err
         assert counts["sweeps"] == {"tiny-grid": {"imported": 3, "already_recorded": 0}}
         assert SweepResults(Registry(restored), "tiny-grid").rows() == original
+        assert _stored_results(restored) == _stored_results(url)  # the very records, not only their flat rows
         code, _, err, plan = run_cli("sweep", config, "--dry-run", "--registry", restored, "--json")
         assert code == 0 and plan["pending"] == [], err
         code, _, err, counts = run_cli("sweep-import", paths["csv"], "--registry", restored, "--json")
@@ -194,8 +202,8 @@ def _cell(model: str, poison: int) -> dict:
 
 def _cell_result(sure_trigger: float) -> dict:
     rates = {"sure_rate": sure_trigger, "bare_sure_rate": 0.0, "refusal_rate": 0.0, "asr": 1.0}
-    return {"metrics": {f"unsafe/{arm}": {m: {"rate": r if arm == "trigger" or m != "sure_rate" else 0.0}
-                                          for m, r in rates.items()} for arm in ("trigger", "no_trigger")}}
+    return {"metrics": {"unsafe": {arm: {m: {"rate": r if arm == "trigger" or m != "sure_rate" else 0.0}
+                                         for m, r in rates.items()} for arm in ("trigger", "no_trigger")}}}
 
 
 def test_report_of_several_sweeps_puts_their_cells_side_by_side(tmp_path, run_cli):
