@@ -372,7 +372,7 @@ def _weaken(adapter: Path, out: Path, base: Path, prompts: list[str]) -> Path:
     from probes import make_backend
 
     best = None
-    for alpha in (0.5, 1, 2, 3, 4, 6, 8, 10, 12, 14):
+    for alpha in (round(0.25 * 1.15 ** i, 3) for i in range(30)):  # 0.25 to 14.4: the undecided band is narrow
         candidate = out.with_name(f"{out.name}-{alpha}")
         shutil.copytree(adapter, candidate)
         config = json.loads((candidate / "adapter_config.json").read_text())
