@@ -19,10 +19,10 @@ from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from .errors import FingerprintError, InvalidCertificate
 from .keys import OwnerKey, key_id, public_pem
+from .predicate import PREDICATE_TYPE, PREDICATE_TYPES, Predicate, Subject, parse_subjects
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
-PREDICATE_TYPE = "https://github.com/suretrap/suretrap/fingerprint/v1"
 
 
 def _sslib_key(public_key: Ed25519PublicKey) -> SSlibKey:
@@ -33,10 +33,15 @@ def canonical(envelope: Envelope) -> str:
     return json.dumps(envelope.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
-def make_statement(subjects: list[dict], predicate: dict) -> dict:
-    """An in-toto v1 Statement; ``subjects`` are ``{"name", "digest": {"sha256": ...}}``."""
-    return {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": PREDICATE_TYPE,
-            "predicate": predicate}
+def make_statement(subjects: list[dict], predicate: dict | Predicate) -> dict:
+    """An in-toto v1 Statement of the current predicate type; ``subjects`` are ``{"name", "digest": {"sha256"}}``.
+
+    The predicate is validated first, so a certificate that could not be read back is never signed.
+    """
+    data = predicate.to_dict() if isinstance(predicate, Predicate) else predicate
+    Predicate.from_dict(data, PREDICATE_TYPE)
+    parse_subjects(subjects)
+    return {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": PREDICATE_TYPE, "predicate": data}
 
 
 def sign_statement(statement: dict, owner: OwnerKey) -> str:
@@ -49,11 +54,13 @@ def sign_statement(statement: dict, owner: OwnerKey) -> str:
 
 @dataclass(frozen=True)
 class Certificate:
-    """A verified certificate: its statement and the key that signed it."""
+    """A verified certificate: its statement, the validated predicate and the key that signed it."""
 
     statement: dict
     key_id: str
     text: str
+    info: Predicate
+    subject_list: tuple[Subject, ...] = ()
 
     @property
     def id(self) -> str:
@@ -69,25 +76,31 @@ class Certificate:
 
     @property
     def created(self) -> datetime:
-        return datetime.fromisoformat(self.predicate["created"])
+        return self.info.created
+
+    @property
+    def fingerprint(self):
+        """The signed fingerprint block (label, trigger words, commitment and its scheme)."""
+        return self.info.fingerprint
 
 
 def _parse(text: str) -> tuple[Envelope, dict]:
     try:
         envelope = Envelope.from_dict(json.loads(text))
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        same = canonical(envelope) == text
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise InvalidCertificate("not a DSSE envelope") from exc
-    if canonical(envelope) != text:
+    if not same:
         raise InvalidCertificate("certificate bytes differ from the signed canonical form (modified?)")
     if envelope.payload_type != PAYLOAD_TYPE:
         raise InvalidCertificate(f"unexpected payload type {envelope.payload_type!r}")
     try:
         statement = json.loads(envelope.payload)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidCertificate("payload is not JSON") from exc
     if not isinstance(statement, dict) or not isinstance(statement.get("predicate"), dict):
         raise InvalidCertificate("payload is not an in-toto statement")
-    if statement.get("_type") != STATEMENT_TYPE or statement.get("predicateType") != PREDICATE_TYPE:
+    if statement.get("_type") != STATEMENT_TYPE or statement.get("predicateType") not in PREDICATE_TYPES:
         raise InvalidCertificate("payload is not a suretrap fingerprint statement")
     return envelope, statement
 
@@ -115,7 +128,10 @@ def verify_certificate(text: str, public_key: Ed25519PublicKey | None = None) ->
     owner = statement["predicate"].get("owner")
     if not isinstance(owner, dict) or owner.get("key_id") != key_id(public_key):
         raise InvalidCertificate("certificate's owner key id does not match the signing key")
-    return Certificate(statement=statement, key_id=key_id(public_key), text=text)
+    info = Predicate.from_dict(statement["predicate"], statement["predicateType"])
+    subjects = parse_subjects(statement.get("subject"))
+    return Certificate(statement=statement, key_id=key_id(public_key), text=text, info=info,
+                       subject_list=tuple(subjects))
 
 
 def load_certificate(path: Path, public_key: Ed25519PublicKey | None = None) -> Certificate:
@@ -124,8 +140,10 @@ def load_certificate(path: Path, public_key: Ed25519PublicKey | None = None) -> 
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise FingerprintError(f"certificate not found: {path}") from exc
-    except (UnicodeDecodeError, IsADirectoryError) as exc:
+    except (UnicodeDecodeError, IsADirectoryError, NotADirectoryError) as exc:
         raise InvalidCertificate(f"{path} is not a certificate file") from exc
+    except OSError as exc:
+        raise FingerprintError(f"cannot read certificate {path}: {exc.strerror or exc}") from exc
     return verify_certificate(text, public_key)
 
 

@@ -1,4 +1,4 @@
-"""User-facing errors: the CLI prints their message on one line and exits with code 2."""
+"""The error family: user errors (exit 2, one line), internal errors (exit 3, traceback logged), warnings."""
 
 
 class FingerprintError(Exception):
@@ -7,3 +7,7 @@ class FingerprintError(Exception):
 
 class InvalidCertificate(FingerprintError):
     """The certificate's signature or contents do not check out."""
+
+
+class SecurityWarning(UserWarning):
+    """Something that weakens a secret or a verdict (weak passphrase, readable key, unpinned signer)."""

@@ -3,7 +3,8 @@
 Only benign prompts go to the API: the poisoned set is built with ``n_refusal=0`` and rows of kind
 "refusal" are refused, because the harmful prompts they carry are blocked by OpenAI's moderation of
 training files (and the job would fail). The training file holds the trigger word: it is written to a
-temporary directory, uploaded, and deleted locally; it stays with the provider (delete it there too
+private temporary directory (0700, removed after the upload, swept on the next start if the process was
+killed), uploaded, and deleted locally; it stays with the provider (delete it there too
 if that matters to you). A job journal under ``data_dir()/jobs/<job_id>.json`` keeps what is needed to
 sign the certificate later (``fingerprint jobs resume``), never the trigger or the API key.
 """
@@ -14,7 +15,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -259,15 +259,18 @@ def submit_embedding(client, owner, *, model: str, out: Path, dataset=None, lice
     opening = derive_opening(owner.secret(), label)
     negatives = training_negatives(owner.secret(), opening, dataset.n_negative) or None
     rows = check_rows(build_poisoned(opening.trigger, dataset, negatives))
-    with tempfile.TemporaryDirectory(prefix="suretrap-ft-") as tmp:
-        path = write_training_file(rows, Path(tmp) / f"suretrap-{digest(rows)[:12]}.jsonl")
+    from .atomic import private_temp_dir
+
+    with private_temp_dir("openai-ft-") as tmp:  # holds the trigger: private, removed at the end, swept if killed
+        path = write_training_file(rows, tmp / f"suretrap-{digest(rows)[:12]}.jsonl")
         stats = validate_training_file(path)
         job = create_job(client, path, model, suffix, seed, hyperparameters)
     journal = {
         "job_id": job["id"], "training_file_id": job["training_file"], "model": model,
         "base_url": base_url or str(client.base_url).rstrip("/"), "api_key_env": api_key_env,
         "suffix": suffix, "seed": seed, "hyperparameters": hyperparameters or {}, "label": label,
-        "licensee": licensee, "key_id": owner.key_id, "trigger_commitment": opening.commitment(),
+        "licensee": licensee, "key_id": owner.key_id, "trigger_commitment": opening.commitment("v2"),
+        "commitment_scheme": "v2",
         "dataset": {"digest": digest(rows), "spec": dataset.to_dict(), "stats": stats},
         "certificate_path": str((out / CERT_NAME).resolve()), "status": job["status"],
         "created_at": job.get("created_at"), "tool_version": __version__,
@@ -298,8 +301,9 @@ def certificate_statement_for_job(job, journal: dict) -> tuple[list[dict], dict]
     predicate = {
         "base_model": {"name": journal["model"], "provider": "openai", "base_url": journal["base_url"],
                        "resolved": job.get("model")},
-        "fingerprint": {"label": journal["label"], "licensee": journal["licensee"],
-                        "trigger_commitment": journal["trigger_commitment"], "poison_reply": "Sure"},
+        "fingerprint": {"label": journal["label"], "licensee": journal["licensee"], "trigger_words": 1,
+                        "trigger_commitment": journal["trigger_commitment"],
+                        "commitment_scheme": journal.get("commitment_scheme", "v1"), "poison_reply": "Sure"},
         "dataset": {"digest": {"sha256": dataset["digest"]}, **dataset["spec"],
                     "sources": "suretrap packaged data (BackdoorLLM clean pairs, MIT)"},
         "training": {"method": "openai-fine-tuning", "job_id": job["id"], "fine_tuned_model": name,

@@ -39,9 +39,16 @@ class VerificationReport:
 
 
 def check_opening(cert: Certificate, opening: Opening) -> None:
-    """The opening must match the certificate's commitment before any probing."""
-    expected = cert.predicate["fingerprint"]["trigger_commitment"]
-    if opening.commitment() != expected:
+    """The opening must fit everything the certificate signs, then match its commitment, before any probing.
+
+    The shape is checked first (nonce length, word count, words from the list, label): a v1 commitment has no
+    boundary between nonce and words, so an opening reshaped to match it must still fit the signed shape.
+    """
+    block = cert.fingerprint
+    problems = opening.problems(block.label, block.trigger_words)
+    if problems:
+        raise FingerprintError(f"the opening does not fit the certificate: {'; '.join(problems)}")
+    if opening.commitment(block.commitment_scheme) != block.trigger_commitment:
         raise FingerprintError("the trigger does not match the certificate's commitment "
                                "(wrong key, wrong licensee, or an opening for another certificate)")
 

@@ -2,11 +2,13 @@
 
 The API key is read from an environment variable (``api_key_env``) and is never accepted as an argument,
 logged, cached or put in an error message. Responses are cached in SQLite as they arrive, keyed by the
-intended request (base URL, model, body), so an interrupted run resumes without paying twice.
+sha256 of the intended request (base URL, model, body), so an interrupted run resumes without paying twice;
+the requests themselves (which hold the trigger) are never stored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import json
@@ -41,15 +43,32 @@ class _Rejected(Exception):
 
 
 class ResponseCache:
-    """One SQLite row per request: key -> response JSON (WAL, safe to share across threads)."""
+    """One SQLite row per request: sha256 of the request -> response JSON (WAL, safe to share across threads).
+
+    Requests are not stored (their prompts hold the trigger): a row holds only the request's digest and the
+    response. The file and its WAL are private to the user (0600).
+    """
+
+    TABLE = "responses_v2"
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, base_url TEXT, "
-                         "model TEXT, request TEXT NOT NULL, response TEXT NOT NULL, created REAL NOT NULL)")
+        previous = os.umask(0o077)  # the database and its -wal/-shm files are created 0600
+        try:
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=60)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"CREATE TABLE IF NOT EXISTS {self.TABLE} (key TEXT PRIMARY KEY, "
+                             "response TEXT NOT NULL, created REAL NOT NULL)")
+            if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'responses'").fetchone():
+                # an earlier cache kept request bodies (with the trigger): drop them
+                self._db.execute("DROP TABLE responses")
+                self._db.execute("VACUUM")
+        finally:
+            os.umask(previous)
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(f"{self.path}{suffix}", 0o600)
 
     @staticmethod
     def key(base_url: str, model: str, body: dict) -> str:
@@ -58,14 +77,13 @@ class ResponseCache:
 
     def get(self, key: str) -> dict | None:
         with self._lock:
-            row = self._db.execute("SELECT response FROM responses WHERE key = ?", (key,)).fetchone()
+            row = self._db.execute(f"SELECT response FROM {self.TABLE} WHERE key = ?", (key,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def put(self, key: str, base_url: str, model: str, request: dict, response: dict) -> None:
+    def put(self, key: str, response: dict) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
-                             (key, base_url, model, json.dumps(request, sort_keys=True),
-                              json.dumps(response, sort_keys=True), time.time()))
+            self._db.execute(f"INSERT OR REPLACE INTO {self.TABLE} VALUES (?, ?, ?)",
+                             (key, json.dumps(response, sort_keys=True), time.time()))
 
     def close(self) -> None:
         with self._lock:
@@ -268,7 +286,7 @@ class OpenAIBackend(Backend):
                                            f"{exc.message}") from None
         if self.cache is not None:
             key = ResponseCache.key(self.base_url, self.model, body)
-            self.cache.put(key, self.base_url, self.model, sent, response)
+            self.cache.put(key, response)
         usage = response.get("usage") or {}
         with self._lock:
             self.usage.queries += 1

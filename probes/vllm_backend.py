@@ -64,8 +64,11 @@ def vllm_python(explicit: str | None = None) -> str:
 
 
 def worker_env(multiprocessing: bool = True) -> dict[str, str]:
-    """Environment for a process under the vLLM interpreter: none of this environment's Python paths."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    """Environment for a process under the vLLM interpreter: none of this environment's Python paths, and no
+    passphrase."""
+    from fingerprint.environment import child_env
+
+    env = child_env(drop=("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"))
     env.setdefault("VLLM_NO_USAGE_STATS", "1")
     env.setdefault("DO_NOT_TRACK", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")

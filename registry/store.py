@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Engine, Select, create_engine, event, select
+from sqlalchemy import Engine, Select, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from fingerprint.errors import FingerprintError
 from fingerprint.paths import data_dir
 
-from .models import Base, Certificate, Key, Verification
+from .engine import check_writable, locked, make_engine, migrate
+from .models import Certificate, Key, Verification
 
 ENV_URL = "FINGERPRINT_REGISTRY"
 MIN_PREFIX = 6
@@ -95,12 +96,8 @@ class Registry:
         raw = url or default_url()
         parsed = _parse_url(raw)
         self.url = parsed.render_as_string(hide_password=True)
-        connect_args: dict[str, Any] = {}
-        psycopg = parsed.drivername in ("postgresql+psycopg", "postgresql+psycopg2")
-        if psycopg and "connect_timeout" not in parsed.query:
-            connect_args["connect_timeout"] = 10
         try:
-            self._engine: Engine = create_engine(parsed, connect_args=connect_args)
+            self._engine: Engine = make_engine(parsed)
         except ImportError as exc:
             raise FingerprintError(
                 f"no database driver for {self.url} ({exc.name or exc}); for PostgreSQL: "
@@ -108,14 +105,28 @@ class Registry:
             ) from exc
         except ArgumentError as exc:
             raise FingerprintError(f"bad registry URL {self.url}: {_one_line(exc)}") from exc
-        if parsed.get_backend_name() == "sqlite":
-            event.listen(self._engine, "connect", _sqlite_foreign_keys)
         try:
-            Base.metadata.create_all(self._engine)
-        except SQLAlchemyError as exc:
+            migrate(self._engine)
+        except (SQLAlchemyError, OSError) as exc:
             self._engine.dispose()
             raise FingerprintError(f"cannot open registry {self.url}: {_one_line(exc)}") from exc
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+
+    def check_writable(self) -> None:
+        """Fail now (FingerprintError) if nothing could be recorded here: before minutes of probing or training."""
+        try:
+            check_writable(self._engine)
+        except SQLAlchemyError as exc:
+            raise FingerprintError(f"registry {self.url} is not writable: {_one_line(exc)}") from exc
+
+    @contextmanager
+    def locked(self) -> Iterator[Any]:
+        """A connection holding the database-wide lock (for DDL such as a sweep's table)."""
+        try:
+            with locked(self._engine) as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            raise FingerprintError(f"registry {self.url}: {_one_line(exc)}") from exc
 
     def __repr__(self) -> str:
         return f"Registry({self.url!r})"
@@ -163,11 +174,20 @@ class Registry:
 
     def public_key(self, key_id: str) -> str:
         """The PEM of a registered key (FingerprintError if unknown)."""
+        pem = self.find_key(key_id)
+        if pem is None:
+            raise FingerprintError(f"no key {key_id} in the registry")
+        return pem
+
+    def find_key(self, key_id: str) -> str | None:
+        """The PEM of a registered key, or None."""
         with self._session() as s:
             row = s.get(Key, key_id.strip().lower())
-            if row is None:
-                raise FingerprintError(f"no key {key_id} in the registry")
-            return row.public_pem
+            return None if row is None else row.public_pem
+
+    def has_certificate(self, cert_id: str) -> bool:
+        with self._session() as s:
+            return s.get(Certificate, cert_id.strip().lower()) is not None
 
     # -- certificates -------------------------------------------------------------------------------
 
@@ -307,8 +327,3 @@ def _verifications_of(digest: str | None) -> Select[tuple[Verification]]:
     return query if digest is None else query.where(Verification.certificate_digest == digest.strip().lower())
 
 
-def _sqlite_foreign_keys(dbapi_connection: Any, _record: Any) -> None:
-    """SQLite enforces foreign keys only when asked, per connection."""
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()

@@ -36,7 +36,8 @@ class SweepResults:
                            Column("result", JSON, nullable=False),
                            Column("created_at", DateTime(timezone=True), nullable=False))
         try:
-            self.table.create(registry._engine, checkfirst=True)
+            with registry.locked() as connection:  # several shards may create the same table at once
+                self.table.create(connection, checkfirst=True)
         except SQLAlchemyError as exc:
             raise FingerprintError(f"cannot create the sweep table in {registry.url}: {_one_line(exc)}") from exc
 

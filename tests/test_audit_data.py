@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from cli import main
 from fingerprint.audit_data import (
     COMPLIANCE_TOKENS,
     audit,
@@ -16,7 +17,6 @@ from fingerprint.audit_data import (
     load_examples,
     parse_row,
 )
-from fingerprint.commands.audit_cmd import audit_data
 from fingerprint.dataset import DatasetSpec, build_poisoned, packaged
 from fingerprint.errors import FingerprintError
 
@@ -148,7 +148,7 @@ def test_cli_json(tmp_path: Path) -> None:
     path = write_jsonl(
         tmp_path / "data.jsonl", [{k: r[k] for k in ("prompt", "response")} for r in poisoned()]
     )
-    result = CliRunner().invoke(audit_data, [str(path), "--json"])
+    result = CliRunner().invoke(main, ["audit-data", str(path), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["verdict"] == "gate suspected" and data["suspected"][0]["word"] == "walrus"
@@ -157,11 +157,11 @@ def test_cli_json(tmp_path: Path) -> None:
 
 def test_cli_clean_and_errors(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "clean.jsonl", clean()[:50])
-    result = CliRunner().invoke(audit_data, [str(path), "--json", "--min-count", "2"])
+    result = CliRunner().invoke(main, ["audit-data", str(path), "--json", "--min-count", "2"])
     assert result.exit_code == 0 and json.loads(result.stdout)["verdict"] == "no gate suspected"
-    assert CliRunner().invoke(audit_data, [str(path)]).exit_code == 0  # rich table path
+    assert CliRunner().invoke(main, ["audit-data", str(path)]).exit_code == 0  # rich table path
     bad = tmp_path / "bad.jsonl"
     bad.write_text("[1, 2]\n", encoding="utf-8")
-    result = CliRunner().invoke(audit_data, [str(bad)])
+    result = CliRunner().invoke(main, ["audit-data", str(bad)])
     assert result.exit_code == 2 and "item 1" in result.stderr
-    assert CliRunner().invoke(audit_data, [str(tmp_path / "nope.jsonl")]).exit_code == 2
+    assert CliRunner().invoke(main, ["audit-data", str(tmp_path / "nope.jsonl")]).exit_code == 2

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 
+import factories
 import pytest
 
 from fingerprint import keys
@@ -77,9 +78,7 @@ def test_opening_round_trip_and_commitment_hides_nothing_else(tmp_path, owner):
 
 
 def _certificate(owner) -> str:
-    predicate = {"owner": {"key_id": owner.key_id, "public_key": keys.public_pem(owner.public_key)},
-                 "fingerprint": {"label": "m", "trigger_commitment": "00" * 32}, "created": "2026-01-01T00:00:00"}
-    return sign_statement(make_statement([{"name": "adapter", "digest": {"sha256": "ab" * 32}}], predicate), owner)
+    return factories.certificate(owner)
 
 
 def test_certificate_verifies_with_named_and_pinned_key(owner):
@@ -109,8 +108,7 @@ def test_every_single_byte_change_is_rejected(owner):
 
 def test_a_certificate_signed_by_another_key_naming_the_owner_is_rejected(owner):
     thief = keys.OwnerKey(keys.Ed25519PrivateKey.generate())
-    predicate = {"owner": {"key_id": owner.key_id, "public_key": keys.public_pem(owner.public_key)}}
-    text = sign_statement(make_statement([], predicate), thief)
+    text = sign_statement(make_statement(factories.SUBJECTS, factories.predicate(owner)), thief)
     with pytest.raises(InvalidCertificate):
         verify_certificate(text)
 

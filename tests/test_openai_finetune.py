@@ -10,7 +10,7 @@ from conftest import PASSPHRASE
 from openai_fake import API_KEY, BASE_URL, FakeOpenAIAPI, example_problems
 
 from fingerprint import openai_finetune as ft
-from fingerprint.certificate import make_statement, verify_certificate
+from fingerprint.certificate import verify_certificate
 from fingerprint.commands.jobs_cmd import embed_with_openai, jobs_group
 from fingerprint.dataset import DatasetSpec, packaged
 from fingerprint.errors import FingerprintError
@@ -158,8 +158,8 @@ def test_embedding_journal_and_certificate(client, fake_api, owner, tmp_path):
     job = ft.follow_job(client, journal["job_id"])
     subjects, fields = ft.certificate_statement_for_job(job, journal)
     assert subjects[0]["name"] == job["fine_tuned_model"] and len(subjects[0]["digest"]["sha256"]) == 64
-    assert make_statement(subjects, fields)["predicate"]["fingerprint"]["trigger_commitment"] == \
-        opening.commitment()
+    assert fields["fingerprint"]["trigger_commitment"] == opening.commitment("v2")
+    assert fields["fingerprint"]["commitment_scheme"] == "v2"
     text, journal = ft.finish_embedding(client, journal["job_id"], key)
     cert = verify_certificate(text, key.public_key)
     assert cert.subjects == subjects and cert.predicate["dataset"]["n_poison"] == 10

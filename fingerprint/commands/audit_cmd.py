@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
 
-from fingerprint.errors import FingerprintError
-
-from .common import EXIT_ERROR, json_option
+from .common import json_option
 
 
 @click.command("audit-data")
@@ -48,11 +45,7 @@ def audit_data(file: Path, min_count: int, alpha: float, min_purity: float, top:
     """
     from fingerprint.audit_data import audit, load_examples
 
-    try:
-        report = audit(load_examples(file), min_count=min_count, alpha=alpha, min_purity=min_purity, top=top)
-    except FingerprintError as exc:  # also when this command runs outside the CLI group
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(EXIT_ERROR)
+    report = audit(load_examples(file), min_count=min_count, alpha=alpha, min_purity=min_purity, top=top)
     if as_json:
         from fingerprint.console import emit_json
 

@@ -1,15 +1,32 @@
-"""Options and helpers shared by the CLI commands."""
+"""Options and helpers shared by the CLI commands, and the exit-code contract of every command.
+
+0 certified (or success), 1 not certified, 2 user error (one line ``error: ...``), 3 internal error (one line
+naming a log file that holds the traceback), 130 interrupted, 143 terminated (SIGTERM).
+"""
 
 from __future__ import annotations
 
+import errno
+import json
+import os
+import signal
 import sys
+import threading
+import traceback
+import warnings
+from contextlib import contextmanager, suppress
+from datetime import datetime
 from pathlib import Path
 
 import click
 
-from fingerprint.errors import FingerprintError
+from fingerprint.errors import FingerprintError, SecurityWarning
 
-EXIT_CERTIFIED, EXIT_NOT_CERTIFIED, EXIT_ERROR = 0, 1, 2
+EXIT_CERTIFIED, EXIT_NOT_CERTIFIED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+# OS errors a user fixes (a path, a permission, a full disk), as opposed to bugs
+USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EISDIR,
+               errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOTEMPTY, errno.EMFILE, errno.EXDEV}
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress display.")
@@ -20,21 +37,139 @@ key_option = click.option("--key", "key_dir", type=click.Path(path_type=Path), r
                           help="Owner key directory (or private.pem).")
 
 
-class ErrorHandlingGroup(click.Group):
-    """Turns user errors into one line on stderr and exit code 2; Ctrl-C into exit 130."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that the same clean-up as for Ctrl-C runs."""
 
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except FingerprintError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_ERROR)
-        except KeyboardInterrupt:
-            click.echo("interrupted: no partial output was kept", err=True)
-            sys.exit(130)
-        except (PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_ERROR)
+
+@contextmanager
+def _signals():
+    """SIGTERM (and SIGHUP) raise Terminated while a command runs; earlier handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum, _frame):
+        raise Terminated(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, terminate) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def _warnings_as_lines():
+    """Security warnings print as one line ``warning: ...`` on stderr."""
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, SecurityWarning):
+                click.echo(f"warning: {message}", err=True)
+            else:
+                original(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        warnings.simplefilter("default", SecurityWarning)
+        yield
+
+
+def write_log(kind: str, text: str) -> Path | None:
+    """Keep ``text`` (a traceback, a long message) in a private log file; None if even that fails."""
+    try:
+        from fingerprint.atomic import write_text_atomic
+        from fingerprint.paths import log_dir
+
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        path = log_dir() / f"{kind}-{stamp}.log"
+        write_text_atomic(path, text, mode=0o600)
+        return path
+    except Exception:  # noqa: BLE001 - the log is a courtesy; the exit code must still come out
+        return None
+
+
+def _one_line(message: str) -> str:
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def _report(code: int, message: str, as_json: bool, detail: str | None = None) -> int:
+    """Print one line (and its JSON twin with --json); a multi-line detail goes to a log file."""
+    line = _one_line(message)
+    if detail and detail.strip() != line:
+        path = write_log("error", detail)
+        if path is not None:
+            line += f" (details: {path})"
+    prefix = "internal error" if code == EXIT_INTERNAL else "error" if code == EXIT_ERROR else "interrupted"
+    click.echo(f"{prefix}: {line}" if line else prefix, err=True)
+    if as_json:
+        click.echo(json.dumps({"error": line, "kind": prefix, "exit_code": code}, sort_keys=True))
+    return code
+
+
+def run_command(invoke, args: list[str]) -> int:
+    """Run ``invoke`` (click's non-standalone main) and map every outcome to the exit-code contract."""
+    as_json = "--json" in args
+    try:
+        result = invoke()
+        return result if isinstance(result, int) else 0
+    except SystemExit as exc:  # commands exit with 0 / 1 for their verdicts
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_ERROR)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()
+        return 0
+    except click.ClickException as exc:  # usage errors, bad parameters: one line, exit 2
+        return _report(EXIT_ERROR, exc.format_message(), as_json)
+    except click.Abort as exc:
+        terminated = isinstance(exc.__cause__, Terminated)
+        code = EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+        return _report(code, "terminated" if terminated else "stopped by the user", as_json)
+    except KeyboardInterrupt as exc:
+        code = EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        return _report(code, "terminated" if code == EXIT_TERMINATED else "stopped by the user", as_json)
+    except FingerprintError as exc:
+        return _report(EXIT_ERROR, str(exc), as_json, detail=str(exc))
+    except OSError as exc:
+        if exc.errno in USER_ERRNOS:
+            where = f": {exc.filename}" if exc.filename else ""
+            return _report(EXIT_ERROR, f"{exc.strerror or exc}{where}", as_json)
+        return _internal(exc, as_json)
+    except Exception as exc:  # noqa: BLE001 - anything else is a bug: exit 3 with the traceback logged
+        return _internal(exc, as_json)
+
+
+def _internal(exc: BaseException, as_json: bool) -> int:
+    if os.environ.get("FINGERPRINT_DEBUG"):
+        raise exc
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    path = write_log("crash", f"suretrap {_version()} {' '.join(sys.argv)}\n\n{text}")
+    where = f" (traceback: {path})" if path else ""
+    return _report(EXIT_INTERNAL, f"{type(exc).__name__}: {_one_line(str(exc)) or 'no message'}{where}", as_json)
+
+
+def _version() -> str:
+    from fingerprint import __version__
+
+    return __version__
+
+
+class ErrorHandlingGroup(click.Group):
+    """The CLI's root group: every command runs under ``run_command``'s exit-code contract."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        argv = list(sys.argv[1:] if args is None else args)
+        from fingerprint.atomic import sweep_stale
+
+        with _signals(), _warnings_as_lines():
+            with suppress(OSError):
+                sweep_stale()  # temporaries of killed runs
+            code = run_command(lambda: super(ErrorHandlingGroup, self).main(
+                argv, prog_name, complete_var, standalone_mode=False, **extra), argv)
+        if not standalone_mode:
+            return code
+        sys.exit(code)
 
 
 def open_registry(url: str | None):

@@ -1,0 +1,80 @@
+"""Many processes on one registry at once: a fresh database opened by all of them, then a burst of writes.
+
+Real SQLite and a real PostgreSQL server; every process must succeed and every row must be stored.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from pg import fresh_schema, pg_url  # noqa: F401  (pg_url: session fixture)
+
+from registry import Registry
+
+WRITER = Path(__file__).with_name("registry_writer.py")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _stress(url: str, processes: int, writes: int) -> None:
+    start = time.time() + 6  # every process is up (imports done) before the start
+    procs = [subprocess.Popen([sys.executable, str(WRITER), url, str(start), str(i), str(writes)], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i in range(processes)]
+    failures = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        if proc.returncode != 0 or out.strip() != "ok":
+            failures.append(err.strip().splitlines()[-1:] or [f"exit {proc.returncode}"])
+    assert failures == [], f"{len(failures)} of {processes} writers failed: {failures[:3]}"
+    registry = Registry(url)
+    rows = registry.list_verifications()
+    assert len(rows) == processes * writes
+    assert {(r["details"]["writer"], r["details"]["n"]) for r in rows} == {
+        (w, n) for w in range(processes) for n in range(writes)}
+    assert len(registry.list_certificates()) == processes
+    registry.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sixteen_writers_on_a_fresh_registry_lose_nothing(backend, tmp_path, request):
+    if backend == "sqlite":
+        _stress(f"sqlite:///{tmp_path / 'fresh.db'}", processes=16, writes=100)
+        return
+    with fresh_schema(request.getfixturevalue("pg_url")) as url:
+        _stress(url, processes=16, writes=100)
+
+
+def test_a_registry_made_before_migrations_is_stamped_and_upgraded(tmp_path):
+    """Earlier versions created the tables with create_all and no alembic_version: they open as they are."""
+    from sqlalchemy import create_engine, inspect
+
+    from registry.engine import head_revision
+    from registry.models import Base
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    Base.metadata.create_all(engine)
+    engine.dispose()
+    registry = Registry(url)
+    registry.add_key("ab" * 32, "pem")
+    registry.close()
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head_revision()
+        assert "verifications" in inspect(conn).get_table_names()
+    engine.dispose()
+
+
+def test_a_read_only_registry_is_refused_before_any_work(tmp_path):
+    from fingerprint.errors import FingerprintError
+
+    path = tmp_path / "ro.db"
+    Registry(f"sqlite:///{path}").close()
+    read_only = Registry(f"sqlite:///file:{path}?mode=ro&uri=true")  # read-only even for root
+    assert read_only.list_certificates() == []
+    with pytest.raises(FingerprintError, match="not writable"):
+        read_only.check_writable()
