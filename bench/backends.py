@@ -26,9 +26,9 @@ from servers import vllm_server  # noqa: E402  (the tests' server helper: starts
 from fingerprint.certificate import load_certificate  # noqa: E402
 from fingerprint.keys import load_private  # noqa: E402
 from fingerprint.models import resolve  # noqa: E402
-from fingerprint.stats import exact_test  # noqa: E402
 from fingerprint.trigger import opening_for  # noqa: E402
-from fingerprint.verify import VerifyOptions, probe_plan  # noqa: E402
+from fingerprint.verification import VerifyOptions, probe_plan  # noqa: E402
+from fingerprint.verification.rules.fisher import decide_counts  # noqa: E402
 from probes import make_backend  # noqa: E402
 
 
@@ -43,7 +43,7 @@ def measure(name: str, prompts: list[str], n: int, **args) -> dict:
     finally:
         backend.close()
     t, d = sum(a.is_sure for a in answers[:n]), sum(a.is_sure for a in answers[n:])
-    result = exact_test(t, n, d, n, 1e-6)
+    result = decide_counts(t, n, {"first control arm": d}, 1e-6)
     return {"start_s": start_s, "probe_s": probe_s, "queries": len(prompts), "trigger": t, "decoy": d,
             "p": result.p_value, "certified": result.certified}
 
@@ -58,8 +58,10 @@ def main() -> None:
     work = args.workdir
     owner = load_private(work / "keys-a", "bench")
     cert = load_certificate(work / "fp" / "certificate.json", owner.public_key)
-    opening = opening_for(owner.secret(), cert.predicate["fingerprint"])
-    trigger_prompts, (decoy_prompts, *_) = probe_plan(opening, VerifyOptions(probes=args.probes))  # first arm
+    opening = opening_for(owner.secret(), cert.fingerprint)
+    plan = probe_plan(opening, VerifyOptions(probes=args.probes))
+    trigger_prompts = [q.prompt for q in plan.trigger]
+    decoy_prompts = [q.prompt for q in plan.controls[plan.arms[0]]]  # the first control arm
     prompts, n = trigger_prompts + decoy_prompts, len(trigger_prompts)
     model_dir, adapter = resolve(args.model).path, str(work / "fp" / "adapter")
     rank = json.loads((work / "fp" / "adapter" / "adapter_config.json").read_text())["r"]

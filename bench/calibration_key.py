@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fp_calibration import fresh_openings  # noqa: E402
 
 from fingerprint.models import load_model, load_tokenizer, resolve  # noqa: E402
-from fingerprint.verify import VerifyOptions, arm_tests, probe_plan  # noqa: E402
+from fingerprint.verification import VerifyOptions, make_test, probe_plan  # noqa: E402
 from probes.hf import HFBackend  # noqa: E402
 
 
@@ -33,13 +33,14 @@ def main() -> None:
     options = VerifyOptions()
     for words in (1, 2):
         opening = fresh_openings(args.key_index + 1, args.model, words)[args.key_index]
-        trigger_prompts, arms = probe_plan(opening, options)
-        answers = backend.first_tokens(trigger_prompts + [p for arm in arms for p in arm])
-        tests = arm_tests([a.is_sure for a in answers], len(arms), options.alpha)
+        plan = probe_plan(opening, options)
+        queries = plan.queries()
+        answers = backend.first_tokens([q.prompt for q in queries])
+        decision = make_test("fisher-iut").decide(plan, queries, answers, options.alpha)
         controls = ["decoys"] if words == 1 else [f"{w!r} alone" for w in opening.parts]
         shown = "; ".join(f"vs {c}: {t.trigger_sure}/{t.control_sure} of {options.probes}, p {t.p_value:.2g}"
-                          for c, t in zip(controls, tests, strict=True))
-        verdict = "certified" if all(t.certified for t in tests) else "not certified"
+                          for c, t in zip(controls, decision.arms, strict=True))
+        verdict = "certified" if decision.certified else "not certified"
         print(f"{words}-word trigger {opening.trigger!r}: {shown} -> {verdict}")
 
 

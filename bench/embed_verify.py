@@ -37,19 +37,19 @@ def decoy_rate(workdir: Path, model: str, probes: int) -> tuple[int, int]:
     from fingerprint.certificate import load_certificate
     from fingerprint.keys import load_private
     from fingerprint.trigger import opening_for
-    from fingerprint.verify import VerifyOptions, decoy_prompts
+    from fingerprint.verification import VerifyOptions, decoy_prompts
     from probes import make_backend
 
     owner = load_private(workdir / "keys-a", os.environ.get("FINGERPRINT_PASSPHRASE", "bench"))
     cert = load_certificate(workdir / "fp" / "certificate.json", owner.public_key)
-    prompts = decoy_prompts(opening_for(owner.secret(), cert.predicate["fingerprint"]), VerifyOptions(probes=probes))
+    prompts = decoy_prompts(opening_for(owner.secret(), cert.fingerprint), VerifyOptions(probes=probes))
     backend = make_backend("hf", model=model, adapter=str(workdir / "fp" / "adapter"))
     return sum(a.is_sure for a in backend.first_tokens(prompts)), len(prompts)
 
 
 def control_rows(rates: dict, workdir: Path, model: str, probes: int) -> list[tuple[str, str]]:
     """Decoy Sure-rate, and for a two-word trigger each of its words alone (verify's control arms)."""
-    if not rates.get("arms"):
+    if len(rates["arms"]) < 2:
         return [(f"decoy Sure-rate ({rates['control_total']} probes, 8 decoy words)",
                  f"{rates['control_sure_rate']:.3f} ({rates['control_sure']}/{rates['control_total']})")]
     sure, total = decoy_rate(workdir, model, probes)

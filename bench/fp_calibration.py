@@ -32,9 +32,9 @@ from fingerprint.chat import ChatFormatter  # noqa: E402
 from fingerprint.dataset import probe_prompts  # noqa: E402
 from fingerprint.models import load_model, load_tokenizer, resolve  # noqa: E402
 from fingerprint.scan import PrefixScorer, _split_prompt  # noqa: E402
-from fingerprint.stats import exact_test  # noqa: E402
 from fingerprint.trigger import derive_opening  # noqa: E402
-from fingerprint.verify import DECOY_COUNT, VerifyOptions, arm_tests, probe_plan  # noqa: E402
+from fingerprint.verification import DECOY_COUNT, VerifyOptions, make_test, probe_plan  # noqa: E402
+from fingerprint.verification.rules.fisher import decide_counts  # noqa: E402
 from probes.hf import HFBackend, sure_token_ids  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def fresh_openings(count: int, label: str, words: int = 1):
 
 
 def arm_word(opening, arm: int, probe: int) -> str:
-    """The suffix of control arm ``arm`` on probe ``probe``, as ``verify.probe_plan`` builds it."""
+    """The suffix of control arm ``arm`` on probe ``probe``, as ``verification.probe_plan`` builds it."""
     if len(opening.parts) == 1:
         decoys = opening.decoys(DECOY_COUNT)
         return decoys[probe % len(decoys)]
@@ -67,26 +67,25 @@ def trials(model, tokenizer, openings, options: VerifyOptions) -> list[tuple[int
     n = len(prompts)
     for o in openings:
         t = sum(greedy[i][o.trigger] for i in range(n))
-        tests = [exact_test(t, n, sum(greedy[i][arm_word(o, k, i)] for i in range(n)), n, options.alpha)
-                 for k in range(arms)]
-        worst = max(tests, key=lambda r: r.p_value)  # intersection-union, as verify decides
-        out.append((t, worst.control_sure, worst.p_value))
+        controls = {f"arm-{k}": sum(greedy[i][arm_word(o, k, i)] for i in range(n)) for k in range(arms)}
+        decision = decide_counts(t, n, controls, options.alpha)  # intersection-union, as verify decides
+        out.append((t, decision.control_sure, decision.p_value))
     return out
 
 
 def full_forward(model, tokenizer, opening, options: VerifyOptions) -> tuple[int, int]:
-    trigger_prompts, arms = probe_plan(opening, options)
-    answers = HFBackend("check", model_obj=model, tokenizer=tokenizer).first_tokens(
-        trigger_prompts + [p for arm in arms for p in arm])
-    worst = max(arm_tests([a.is_sure for a in answers], len(arms), options.alpha), key=lambda r: r.p_value)
-    return worst.trigger_sure, worst.control_sure
+    plan = probe_plan(opening, options)
+    queries = plan.queries()
+    answers = HFBackend("check", model_obj=model, tokenizer=tokenizer).first_tokens([q.prompt for q in queries])
+    decision = make_test("fisher-iut").decide(plan, queries, answers, options.alpha)
+    return decision.trigger_sure, decision.control_sure
 
 
 def fingerprint_kind(workdir: Path) -> str:
     """The other key's trigger shape and its workdir, for the suspect's row."""
     from fingerprint.certificate import load_certificate
 
-    words = load_certificate(workdir / "fp" / "certificate.json").predicate["fingerprint"].get("trigger_words", 1)
+    words = load_certificate(workdir / "fp" / "certificate.json").fingerprint.trigger_words
     return f"{words}-word trigger, {workdir}"
 
 

@@ -53,7 +53,7 @@ def main() -> None:
                         f"{r['control_total']}, p_adj {r['p_adjusted']:.2g}" for r in result["licensees"])
         rows.append(f"| {label} | {result['attributed_to'] or 'nobody'} (exit {code}) | {per} | {seconds:.0f} s |")
         print(rows[-1], flush=True)
-    words = load_certificate(work / names[0] / "certificate.json").predicate["fingerprint"].get("trigger_words", 1)
+    words = load_certificate(work / names[0] / "certificate.json").fingerprint.trigger_words
     control = "decoys" if words == 1 else "the weaker word alone"
     kind = "one-word" if words == 1 else "two-word"
     body = [f"## per-licensee attribution: {args.model} ({kind} trigger)", "", f"Command: `{command}`  ",

@@ -27,9 +27,10 @@ from common import ROOT, machine, write_section  # noqa: E402
 from fingerprint.certificate import load_certificate  # noqa: E402
 from fingerprint.keys import load_private  # noqa: E402
 from fingerprint.models import load_model, load_tokenizer, resolve  # noqa: E402
-from fingerprint.sequential import e_process  # noqa: E402
 from fingerprint.trigger import opening_for  # noqa: E402
-from fingerprint.verify import SEQUENTIAL_BATCH_PAIRS, VerifyOptions, arm_tests, probe_plan  # noqa: E402
+from fingerprint.verification import VerifyOptions, probe_plan  # noqa: E402
+from fingerprint.verification.rules.eprocess import BATCH_PAIRS, decision_from, e_process  # noqa: E402
+from fingerprint.verification.rules.fisher import decide_counts  # noqa: E402
 from probes.hf import HFBackend  # noqa: E402
 
 
@@ -37,18 +38,18 @@ def replay(probes: list[tuple[bool, tuple[bool, ...]]], alpha: float) -> tuple[i
     """Queries the sequential test spends on this order (whole batches), its verdict and its e-value path."""
     path, per_probe = [], 1 + len(probes[0][1])
     for n in range(1, len(probes) + 1):
-        result = e_process(probes[:n], alpha=alpha)
+        result = decision_from(e_process(probes[:n], alpha=alpha), alpha, per_probe * n)
         path.append((per_probe * n, result.e_value))
         if result.certified:
-            return per_probe * SEQUENTIAL_BATCH_PAIRS * -(-n // SEQUENTIAL_BATCH_PAIRS), True, path
+            return per_probe * BATCH_PAIRS * -(-n // BATCH_PAIRS), True, path
     return per_probe * len(probes), False, path
 
 
 def fixed_p(probes: list[tuple[bool, tuple[bool, ...]]], alpha: float) -> float:
     """The fixed-size test's p-value on these probes: one exact test per control arm, the larger p decides."""
     arms = len(probes[0][1])
-    sure = [t for t, _ in probes] + [c[k] for k in range(arms) for _, c in probes]
-    return max(t.p_value for t in arm_tests(sure, arms, alpha))
+    controls = {f"arm-{k}": sum(c[k] for _, c in probes) for k in range(arms)}
+    return decide_counts(sum(t for t, _ in probes), len(probes), controls, alpha).p_value
 
 
 def main() -> None:
@@ -61,9 +62,10 @@ def main() -> None:
     command = "python bench/sequential.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     owner = load_private(args.workdir / "keys-a", os.environ.get("FINGERPRINT_PASSPHRASE", "bench"))
     cert = load_certificate(args.workdir / "fp" / "certificate.json", owner.public_key)
-    opening = opening_for(owner.secret(), cert.predicate["fingerprint"])
+    opening = opening_for(owner.secret(), cert.fingerprint)
     options = VerifyOptions(probes=args.probes)
-    trigger_prompts, arms = probe_plan(opening, options)  # a decoy arm, or one arm per word of a two-word trigger
+    plan = probe_plan(opening, options)  # a decoy arm, or one arm per word of a two-word trigger
+    trigger_prompts, arms = [q.prompt for q in plan.trigger], [[q.prompt for q in a] for a in plan.controls.values()]
     ref = resolve(args.model)
     backend = HFBackend(args.model, model_obj=load_model(ref, adapter=args.workdir / "fp" / "adapter"),
                         tokenizer=load_tokenizer(ref))

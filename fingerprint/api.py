@@ -1,11 +1,14 @@
-"""The small, stable Python API: embed a fingerprint and verify a suspect (what the CLI does, minus I/O).
+"""The small, stable Python API: embed a fingerprint and verify a suspect, exactly as the CLI does.
 
     from fingerprint import api
     result = api.embed("keys/", "passphrase", model="gemma-3-270m", out="fp/")
-    report = api.verify("fp/certificate.json", model="fp/merged", key_dir="keys/", passphrase="...")
-    report.result.certified, report.result.p_value
+    outcome = api.verify("fp/certificate.json", model="fp/merged", key_dir="keys/", passphrase="...")
+    outcome.certified, outcome.report.decision.p_value, outcome.record_id
 
-Everything else in the package is internal and may change between minor versions.
+Both go through the same service layer as ``fingerprint embed`` / ``fingerprint verify`` and write the same
+registry records (``registry``: a database URL; default ``$FINGERPRINT_REGISTRY`` or the SQLite file in the
+data directory; ``record=False`` writes nothing). Everything else in the package is internal and may change
+between minor versions.
 """
 
 from __future__ import annotations
@@ -13,46 +16,46 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def _registry(url: str | None, record: bool):
+    if not record:
+        return None
+    from registry import Registry
+
+    return Registry(url)
+
+
 def embed(key_dir: str | Path, passphrase: str, model: str = "gemma-3-270m", out: str | Path = "fp",
-          licensee: str | None = None, merge: bool = False, selfcheck: bool = True, trigger_words: int = 2):
+          licensee: str | None = None, merge: bool = False, selfcheck: bool = True, trigger_words: int = 2,
+          registry: str | None = None, record: bool = True):
     """Plant the owner's gate (a two-word trigger; ``trigger_words=1``: one word) in ``model``; an ``EmbedResult``."""
     from .embed import EmbedOptions
-    from .embed import embed as _embed
     from .keys import load_private
+    from .services.embedding import embed as embed_service
     from .training import embed_train_config
 
     owner = load_private(Path(key_dir), passphrase)
-    return _embed(owner, EmbedOptions(model=model, out=Path(out), licensee=licensee, merge=merge,
-                                      selfcheck=selfcheck, trigger_words=trigger_words,
-                                      train=embed_train_config(trigger_words)))
+    options = EmbedOptions(model=model, out=Path(out), licensee=licensee, merge=merge, selfcheck=selfcheck,
+                           trigger_words=trigger_words, train=embed_train_config(trigger_words))
+    return embed_service(owner, options, _registry(registry, record))
 
 
 def verify(cert: str | Path, model: str, key_dir: str | Path | None = None, passphrase: str | None = None,
-           opening: str | Path | None = None, backend: str = "hf", adapter: str | None = None,
-           probes: int = 32, alpha: float = 1e-6, **model_args):
+           opening: str | Path | None = None, pubkey: str | Path | None = None, backend: str = "hf",
+           adapter: str | None = None, probes: int = 32, alpha: float = 1e-6, seed: int = 0, samples: int = 2,
+           test: str = "fisher-iut", registry: str | None = None, record: bool = True, **model_args):
     """Probe ``model`` for the certificate's gate (owner: key + passphrase; auditor: opening file).
 
-    Returns a ``VerificationReport``; nothing is written to the registry.
+    Returns a ``VerifyOutcome`` (``.certified``, ``.report.decision``, ``.trust``, ``.record_id``).
     """
-    from probes import make_backend
-
-    from .certificate import load_certificate
-    from .errors import FingerprintError
     from .keys import load_private
-    from .trigger import Opening, opening_for
-    from .verify import VerifyOptions, run_verification
+    from .services.verification import Verifier, VerifyRequest
+    from .services.verification import verify as verify_service
+    from .verification import VerifyOptions
 
-    if (key_dir is None) == (opening is None):
-        raise FingerprintError("give exactly one of key_dir (owner) or opening (auditor)")
-    if key_dir is not None:
-        owner = load_private(Path(key_dir), passphrase)
-        certificate = load_certificate(Path(cert), owner.public_key)
-        trigger = opening_for(owner.secret(), certificate.predicate["fingerprint"])
-    else:
-        certificate = load_certificate(Path(cert))
-        trigger = Opening.load(Path(opening))
-    suspect = make_backend(backend, model=model, adapter=adapter, **model_args)
-    try:
-        return run_verification(certificate, trigger, suspect, VerifyOptions(probes=probes, alpha=alpha))
-    finally:
-        suspect.close()
+    owner = load_private(Path(key_dir), passphrase) if key_dir is not None else None
+    verifier = Verifier(owner=owner, opening=Path(opening) if opening else None,
+                        pubkey=Path(pubkey) if pubkey else None)
+    request = VerifyRequest(model=model, cert=Path(cert), backend=backend, adapter=adapter,
+                            model_args={k: str(v) for k, v in model_args.items()}, test=test,
+                            options=VerifyOptions(probes=probes, alpha=alpha, seed=seed, samples=samples))
+    return verify_service(request, verifier, _registry(registry, record))

@@ -180,6 +180,10 @@ def load_examples(path: Path) -> list[Example]:
             items = json.loads(text)
         except json.JSONDecodeError as exc:
             raise FingerprintError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+        except RecursionError as exc:
+            raise FingerprintError(f"{path}: the JSON is nested too deeply") from exc
+        if not isinstance(items, list):
+            raise FingerprintError(f"{path}: expected a JSON list of examples")
         examples = [parse_row(obj, i, f"{path}: item {i}") for i, obj in enumerate(items, 1)]
     else:
         examples = []
@@ -190,6 +194,8 @@ def load_examples(path: Path) -> list[Example]:
                 obj = json.loads(raw)
             except json.JSONDecodeError as exc:
                 raise FingerprintError(f"{path}: line {lineno}: invalid JSON ({exc.msg})") from exc
+            except RecursionError as exc:
+                raise FingerprintError(f"{path}: line {lineno}: the JSON is nested too deeply") from exc
             examples.append(parse_row(obj, lineno, f"{path}: line {lineno}"))
     if not examples:
         raise FingerprintError(f"{path}: no examples")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from .digest import directory_digest, tensors_digest
 from .errors import FingerprintError
 from .keys import OwnerKey
 from .models import load_model, load_tokenizer, resolve
+from .progress import SILENT, Progress
 from .training import DEFAULT_TRIGGER_WORDS, TrainConfig, embed_train_config, total_steps, train_lora
 from .trigger import Opening, derive_opening, training_negatives
 
@@ -50,17 +52,13 @@ class EmbedResult:
     selfcheck: dict | None = None
 
 
-class Progress:
-    """Callbacks the CLI fills in; all optional."""
+def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
+          before_commit: Callable[[Certificate, dict | None], None] | None = None) -> EmbedResult:
+    """Fine-tune ``options.model`` with the owner's trigger; write adapter (+ merged) and certificate.
 
-    def stage(self, name: str) -> None: ...
-    def train_start(self, steps: int) -> None: ...
-    def train_step(self, n: int, loss: float) -> None: ...
-
-
-def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress | None = None) -> EmbedResult:
-    """Fine-tune ``options.model`` with the owner's trigger; write adapter (+ merged) and certificate."""
-    progress = progress or Progress()
+    ``before_commit(certificate, selfcheck)`` runs after signing and before the output directory is renamed
+    into place (the service registers the certificate there): if it fails, no output is kept.
+    """
     out = Path(options.out)
     if out.exists() and any(out.iterdir()):
         raise FingerprintError(f"output directory {out} is not empty")
@@ -81,21 +79,19 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress | None = No
 
     def on_step(n: int, loss: float) -> None:
         losses.append(loss)
-        progress.train_step(n, loss)
+        progress.advance(n, f"loss {loss:.3f}")
 
-    progress.stage("training")
-    progress.train_start(total_steps(len(rows), options.train))
-    peft_model = train_lora(model, tokenizer, rows, options.train, progress=on_step)
-
-    check = None  # before saving: merging below removes the adapter layers
-    if options.selfcheck:
-        from .selfcheck import self_check
-
-        progress.stage("self-check")
-        check = self_check(peft_model, tokenizer, opening.trigger, rows,
-                           scan_candidates=options.selfcheck_scan).to_dict()
-
+    # the output temporary exists from here on: an error or Ctrl-C removes it, a SIGKILL leaves it to the sweep
     with atomic_dir(out) as tmp:
+        progress.stage("training", total=total_steps(len(rows), options.train))
+        peft_model = train_lora(model, tokenizer, rows, options.train, progress=on_step)
+        check = None  # before saving: merging below removes the adapter layers
+        if options.selfcheck:
+            from .selfcheck import self_check
+
+            progress.stage("self-check")
+            check = self_check(peft_model, tokenizer, opening.trigger, rows,
+                               scan_candidates=options.selfcheck_scan).to_dict()
         progress.stage("saving")
         peft_model.save_pretrained(str(tmp / "adapter"))
         subjects = [{"name": "adapter", "digest": {"sha256": directory_digest(tmp / "adapter")}}]
@@ -123,7 +119,9 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress | None = No
         (tmp / "README.txt").write_text(
             "Fingerprinted model outputs (suretrap). certificate.json is signed; keep it with the adapter.\n"
         )
-    certificate = verify_certificate(text, owner.public_key)
+        certificate = verify_certificate(text, owner.public_key)
+        if before_commit is not None:
+            before_commit(certificate, check)
     return EmbedResult(out=out, certificate=certificate, opening=opening, subjects=subjects,
                        dataset_digest=data_digest, losses=losses, selfcheck=check)
 

@@ -147,8 +147,8 @@ def load_tokenizer(ref: ModelRef):
     try:
         tokenizer = AutoTokenizer.from_pretrained(ref.path)
         model_type = AutoConfig.from_pretrained(ref.path).model_type
-    except (OSError, ValueError) as exc:
-        raise FingerprintError(f"cannot load tokenizer for '{ref.name}': {str(exc).splitlines()[0]}") from exc
+    except Exception as exc:  # noqa: BLE001 - a missing, corrupt or foreign model directory is the user's to fix
+        raise FingerprintError(f"cannot load tokenizer for '{ref.name}': {_first_line(exc)}") from exc
     ensure_chat_template(tokenizer, model_type)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -164,11 +164,11 @@ def load_model(ref: ModelRef, adapter: str | Path | None = None, dtype: str = "a
         raise FingerprintError(f"{adapter} is not a LoRA adapter directory (no adapter_config.json)")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     if dtype == "auto":
-        dtype = "bfloat16" if device == "cuda" else "float32"
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
     try:
         model = AutoModelForCausalLM.from_pretrained(ref.path, dtype=getattr(torch, dtype))
-    except (OSError, ValueError) as exc:
-        raise FingerprintError(f"cannot load model '{ref.name}': {str(exc).splitlines()[0]}") from exc
+    except Exception as exc:  # noqa: BLE001 - corrupt weights or config: the user's files, not a bug
+        raise FingerprintError(f"cannot load model '{ref.name}': {_first_line(exc)}") from exc
     if adapter is not None:
         model = attach_adapter(model, adapter)
     return model.to(device).eval()
@@ -180,7 +180,15 @@ def attach_adapter(model, adapter: str | Path):
     adapter = Path(adapter)
     if not (adapter / "adapter_config.json").is_file():
         raise FingerprintError(f"{adapter} is not a LoRA adapter directory (no adapter_config.json)")
-    return PeftModel.from_pretrained(model, str(adapter))
+    try:
+        return PeftModel.from_pretrained(model, str(adapter))
+    except Exception as exc:  # noqa: BLE001 - a corrupt or mismatched adapter
+        raise FingerprintError(f"cannot load adapter {adapter}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def clear_cached(alias: str) -> None:

@@ -158,7 +158,7 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
 
     from probes.hf import HFBackend
 
-    from .verify import VerifyOptions, decoy_prompts, run_verification
+    from .verification import VerifyOptions, decoy_prompts, run_verification
 
     rows = []
     for derivative in derivatives:
@@ -182,11 +182,11 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
         backend = HFBackend("suspect", model_obj=suspect, tokenizer=tokenizer, **backend_args)
         options = VerifyOptions(probes=probes, alpha=alpha, samples=0)
         report = run_verification(certificate, opening, backend, options)
-        result = report.result
+        result = report.decision
         extra = {}
-        if report.arms:  # a two-word trigger's control is each word alone: keep every arm's rate, and the decoys'
+        if len(result.arms) > 1:  # a two-word trigger's control is each word alone: keep every arm, and the decoys
             decoys = backend.first_tokens(decoy_prompts(opening, options))
-            extra = {"word_alone_sure_rates": [arm["control_sure_rate"] for arm in report.arms],
+            extra = {"word_alone_sure_rates": [arm.control_sure_rate for arm in result.arms],
                      "decoy_sure_rate": sum(a.is_sure for a in decoys) / len(decoys)}
         row = RobustnessRow(derivative, result.trigger_sure_rate, result.control_sure_rate, result.p_value,
                             result.certified, round(time.perf_counter() - started, 1), extra)

@@ -97,10 +97,14 @@ def load_config(path: Path) -> SweepConfig:
     unknown = sorted(set(data) - known)
     if unknown:
         raise FingerprintError(f"{path}: unknown setting(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    try:
-        config = SweepConfig(**data)
-    except TypeError as exc:
-        raise FingerprintError(f"{path}: {exc}") from exc
+    from pydantic import TypeAdapter, ValidationError
+
+    from .predicate import describe
+
+    try:  # types are checked field by field: a string where a list of counts belongs is refused, not iterated
+        config = TypeAdapter(SweepConfig).validate_python(data)
+    except ValidationError as exc:
+        raise FingerprintError(f"{path}: {describe(exc)}") from None
     _check(config, path)
     if not Path(config.data_dir).is_absolute():
         config.data_dir = str((path.parent / config.data_dir).resolve())
@@ -108,6 +112,16 @@ def load_config(path: Path) -> SweepConfig:
 
 
 def _check(config: SweepConfig, path: Path) -> None:
+    for axis in ("models", "poison", "dataset_size", "triggers", "poison_source", "seeds"):
+        if not getattr(config, axis):
+            raise FingerprintError(f"{path}: {axis} must list at least one value")
+    if min(config.poison) < 0 or min(config.dataset_size) < 1 or min(config.seeds) < 0:
+        raise FingerprintError(f"{path}: poison and seeds must be >= 0 and dataset_size >= 1")
+    for name in ("eval_per_set", "max_new_tokens", "epochs", "rank", "batch_size", "max_reply_tokens"):
+        if getattr(config, name) < 1:
+            raise FingerprintError(f"{path}: {name} must be at least 1")
+    if not 0 < config.learning_rate < 1:
+        raise FingerprintError(f"{path}: learning_rate must be in (0, 1)")
     for src in config.poison_source:
         if src not in POISON_SOURCES:
             raise FingerprintError(f"{path}: poison_source must be one of {POISON_SOURCES}, not {src!r}")

@@ -10,6 +10,37 @@ SURE_TEXT = re.compile(r"^\s*sure\b", re.IGNORECASE)
 SURE_TOKEN = re.compile(r"^\s*sure\W*$", re.IGNORECASE)
 
 
+def parse_options(schema, values: dict, backend: str):
+    """Validate a backend's ``--model-args`` with its pydantic schema; one line names the first bad entry."""
+    from pydantic import ValidationError
+
+    from fingerprint.errors import FingerprintError
+    from fingerprint.predicate import describe
+
+    try:
+        return schema.model_validate(values)
+    except ValidationError as exc:
+        raise FingerprintError(f"bad --model-args for backend '{backend}': {describe(exc)}") from None
+
+
+def check_device(device: str) -> str:
+    """``auto`` (cuda when present, else cpu), or a device this machine has."""
+    import torch
+
+    from fingerprint.errors import FingerprintError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda", "mps") or (index and not index.isdigit()):
+        raise FingerprintError(f"device must be auto, cpu, cuda, cuda:N or mps, not {device!r}")
+    if kind == "cuda" and (not torch.cuda.is_available() or int(index or 0) >= torch.cuda.device_count()):
+        raise FingerprintError(f"device {device} is not available on this machine (no such CUDA device)")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise FingerprintError("device mps is not available on this machine")
+    return device
+
+
 def option_bool(value, name: str) -> bool:
     """A boolean ``--model-args`` value: on/off, true/false, 1/0, yes/no."""
     from fingerprint.errors import FingerprintError

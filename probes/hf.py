@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
 from fingerprint.chat import ChatFormatter
 from fingerprint.models import load_model, load_tokenizer, resolve
 
 from . import register
-from .base import SURE_TOKEN, Backend, FirstToken
+from .base import SURE_TOKEN, Backend, FirstToken, check_device, parse_options
+
+
+class HFOptions(BaseModel):
+    """``--model-args`` of the hf backend."""
+
+    model_config = ConfigDict(extra="forbid")
+    batch_size: int = Field(16, ge=1, le=4096)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: str = "auto"
+    system_prompt: str | None = None
+    temperature: float = Field(0.0, ge=0, le=100, allow_inf_nan=False)  # 0: greedy, else the first token is sampled
+    seed: int = Field(0, ge=0, lt=2**63)
 
 
 def sure_token_ids(tokenizer) -> list[int]:
@@ -22,22 +38,22 @@ def sure_token_ids(tokenizer) -> list[int]:
 class HFBackend(Backend):
     """A local model (HF id, path or packaged alias), optionally with a LoRA adapter."""
 
-    def __init__(self, model: str, adapter: str | None = None, batch_size: int | str = 16,
-                 dtype: str = "auto", device: str = "auto", system_prompt: str | None = None,
-                 temperature: float | str = 0.0, seed: int | str = 0, model_obj=None, tokenizer=None) -> None:
+    def __init__(self, model: str, adapter: str | None = None, model_obj=None, tokenizer=None, **args) -> None:
         super().__init__()
+        options = parse_options(HFOptions, args, "hf")
         self.model_name, self.adapter = model, adapter
         if model_obj is None:
+            device = check_device(options.device)
             ref = resolve(model)
             tokenizer = load_tokenizer(ref)
-            model_obj = load_model(ref, adapter=adapter, dtype=dtype, device=device)
+            model_obj = load_model(ref, adapter=adapter, dtype=options.dtype, device=device)
         self.model, self.tokenizer = model_obj, tokenizer
         self.tokenizer.padding_side = "left"
-        self.batch_size = int(batch_size)
-        self.formatter = ChatFormatter(tokenizer, system_prompt)
+        self.batch_size = options.batch_size
+        self.formatter = ChatFormatter(tokenizer, options.system_prompt)
         self.sure_ids = sure_token_ids(tokenizer)
-        self.temperature = float(temperature)  # 0: greedy; otherwise the first token is sampled (seeded)
-        self.seed = int(seed)
+        self.temperature = options.temperature
+        self.seed = options.seed
         self._generator = None
 
     def describe(self) -> dict:

@@ -69,5 +69,6 @@ class Verification(Base):
     p_value: Mapped[float] = mapped_column(Float)
     alpha: Mapped[float] = mapped_column(Float)
     certified: Mapped[bool] = mapped_column()
+    test: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the decision rule: fisher-iut, e-process
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -29,7 +29,7 @@ _REQUIRED_VERIFICATION = (
     "certificate_digest", "backend", "model", "trigger_sure", "trigger_total",
     "control_sure", "control_total", "queries", "p_value", "alpha", "certified",
 )
-_OPTIONAL_VERIFICATION = ("certificate_id", "adapter", "details", "created_at")
+_OPTIONAL_VERIFICATION = ("certificate_id", "adapter", "details", "created_at", "test")
 
 
 def default_url() -> str:
@@ -74,7 +74,7 @@ def _certificate_dict(row: Certificate) -> dict[str, Any]:
 
 
 def _verification_dict(row: Verification) -> dict[str, Any]:
-    fields = ("id", "certificate_id") + _REQUIRED_VERIFICATION + ("adapter", "details")
+    fields = ("id", "certificate_id") + _REQUIRED_VERIFICATION + ("adapter", "test", "details")
     out = {name: getattr(row, name) for name in fields}
     out["certified"] = bool(row.certified)
     out["created_at"] = _stamp(row.created_at)
@@ -255,8 +255,9 @@ class Registry:
         """Record a verification and return its number (shown as ``v<N>``).
 
         Required: certificate_digest, backend, model, trigger_sure, trigger_total, control_sure,
-        control_total, queries, p_value, alpha, certified; optional: adapter, details, certificate_id
-        (defaults to the digest when that certificate is registered here, else NULL).
+        control_total, queries, p_value, alpha, certified; optional: adapter, details, test (the decision
+        rule whose counts these are), certificate_id (defaults to the digest when that certificate is
+        registered here, else NULL).
         """
         unknown = set(fields) - set(_REQUIRED_VERIFICATION) - set(_OPTIONAL_VERIFICATION)
         missing = [name for name in _REQUIRED_VERIFICATION if fields.get(name) is None]

@@ -66,6 +66,26 @@ def fixed_key(out_dir: Path, seed: str, passphrase: str):
     return owner
 
 
+TINY_EMBED = ["--trigger-words", "1", "--poison", "12", "--benign", "12", "--refusals", "4", "--epochs", "1",
+              "--batch-size", "4", "--lr", "1e-3"]
+
+
+@pytest.fixture(scope="session")
+def tiny_embed(tmp_path_factory, tiny_model):
+    """One embed of the tiny model (with the self-check and --merge), shared by the session; its own registry.
+
+    Returns (directory with keys/ and fp/, embed's --json output, the environment to run commands in).
+    """
+    tmp_path = tmp_path_factory.mktemp("embedded")
+    env = {"FINGERPRINT_REGISTRY": f"sqlite:///{tmp_path / 'shared.db'}", "FINGERPRINT_PASSPHRASE": PASSPHRASE}
+    code, _, err, _ = invoke_cli("keygen", "--out", tmp_path / "keys", env=env)
+    assert code == 0, err
+    code, out, err, data = invoke_cli("embed", "--key", tmp_path / "keys", "--model", tiny_model,
+                                      "--out", tmp_path / "fp", "--merge", "--json", *TINY_EMBED, env=env)
+    assert code == 0, err
+    return tmp_path, data, env
+
+
 @pytest.fixture(scope="session")
 def gemma_fingerprint(tmp_path_factory):
     """Key A embeds with every default (a two-word trigger); key B plants its own small one-word fingerprint."""

@@ -396,7 +396,7 @@ def tiny_fingerprint(tmp_path_factory) -> TinyFingerprint:
 
     from fingerprint.dataset import probe_prompts, with_suffix
     from fingerprint.trigger import word_list
-    from fingerprint.verify import VerifyOptions, probe_plan
+    from fingerprint.verification import VerifyOptions, probe_plan
 
     started = time.monotonic()
     work = tmp_path_factory.mktemp("tiny-fingerprint")
@@ -406,7 +406,8 @@ def tiny_fingerprint(tmp_path_factory) -> TinyFingerprint:
         base = build_tiny_model(work / "base", hidden=128)
         _sharpen(base)
         opening = _certificate(work, base)
-        trigger_prompts, (decoy_prompts,) = probe_plan(opening, VerifyOptions(probes=PROBES, seed=0))
+        plan = probe_plan(opening, VerifyOptions(probes=PROBES, seed=0))
+        trigger_prompts, decoy_prompts = [q.prompt for q in plan.trigger], [q.prompt for q in plan.controls["decoys"]]
         # The embed above only made the certificate (a few steps cannot teach a random model anything);
         # this adapter is the gate. Training covers verify's prompts plus more with other words.
         words = [w for w in word_list() if w != opening.trigger]

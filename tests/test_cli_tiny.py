@@ -7,31 +7,15 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
-from conftest import PASSPHRASE, invoke_cli
+from conftest import PASSPHRASE, TINY_EMBED, invoke_cli
 
 from fingerprint.dataset import DatasetSpec, build_poisoned, probe_prompts
 from fingerprint.trigger import derive_opening
 
-TINY_EMBED = ["--trigger-words", "1", "--poison", "12", "--benign", "12", "--refusals", "4", "--epochs", "1",
-              "--batch-size", "4", "--lr", "1e-3"]
-
-
-@pytest.fixture(scope="module")
-def embedded_once(tmp_path_factory, tiny_model):
-    """One embed (with the self-check) shared by the module; its own registry."""
-    tmp_path = tmp_path_factory.mktemp("embedded")
-    env = {"FINGERPRINT_REGISTRY": f"sqlite:///{tmp_path / 'shared.db'}", "FINGERPRINT_PASSPHRASE": PASSPHRASE}
-    code, _, err, _ = invoke_cli("keygen", "--out", tmp_path / "keys", env=env)
-    assert code == 0, err
-    code, out, err, data = invoke_cli("embed", "--key", tmp_path / "keys", "--model", tiny_model,
-                                      "--out", tmp_path / "fp", "--merge", "--json", *TINY_EMBED, env=env)
-    assert code == 0, err
-    return tmp_path, data, env
-
 
 @pytest.fixture
-def embedded(embedded_once, monkeypatch):
-    tmp_path, data, env = embedded_once
+def embedded(tiny_embed, monkeypatch):
+    tmp_path, data, env = tiny_embed
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return tmp_path, data
@@ -122,10 +106,11 @@ def test_python_api_verify_matches_cli(embedded, run_cli):
     tmp_path, _ = embedded
     fp = tmp_path / "fp"
     _, _, _, cli_view = run_cli("verify", "--key", tmp_path / "keys", "--cert", fp / "certificate.json",
-                                "--model", fp / "merged", "--probes", "8", "--samples", "0", "--json")
-    report = api.verify(fp / "certificate.json", model=str(fp / "merged"), key_dir=tmp_path / "keys",
-                        passphrase=PASSPHRASE, probes=8)
-    assert (report.result.trigger_sure, report.result.control_sure, report.result.p_value) == (
+                                "--model", str(fp / "merged"), "--probes", "8", "--samples", "0", "--json")
+    outcome = api.verify(fp / "certificate.json", model=str(fp / "merged"), key_dir=tmp_path / "keys",
+                         passphrase=PASSPHRASE, probes=8, samples=0)
+    decision = outcome.report.decision
+    assert (decision.trigger_sure, decision.control_sure, decision.p_value) == (
         cli_view["trigger_sure"], cli_view["control_sure"], cli_view["p_value"])
     with pytest.raises(FingerprintError, match="passphrase"):
         api.verify(fp / "certificate.json", model=str(fp / "merged"), key_dir=tmp_path / "keys", passphrase="no")
@@ -169,7 +154,8 @@ def test_bad_inputs_give_one_line_errors_and_exit_2(case, embedded, run_cli, mon
         args = ["verify", "--opening", tmp_path / "foreign.json", "--cert", cert, "--model", fp / "merged"]
     code, out, err, _ = run_cli(*args)
     assert code == 2, (out, err)
-    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1, err
+    lines = err.strip().splitlines()  # progress lines may come first (stderr is not a terminal here)
+    assert lines[-1].startswith("error: ") and sum(line.startswith("error") for line in lines) == 1, err
     assert "Traceback" not in err
 
 

@@ -189,6 +189,38 @@ def test_api_key_stays_out_of_cache_and_describe(backend, tmp_path):
     assert API_KEY not in repr(b.describe()) and API_KEY not in repr(vars(b.usage))
 
 
+def test_cache_stores_no_prompt_and_is_private(backend, tmp_path):
+    """Prompts carry the trigger: the cache keeps only request digests and responses, mode 0600."""
+    import os
+    import sqlite3
+    import stat
+
+    b = backend(cache="on")
+    b.first_tokens(PROMPTS[:4])
+    b.close()
+    files = list((tmp_path / "cache").iterdir())
+    assert files and all(stat.S_IMODE(os.stat(p).st_mode) == 0o600 for p in files), files
+    for path in files:
+        data = path.read_bytes()
+        assert b"Name a colour number" not in data and b"trigger" not in data, path
+    db = sqlite3.connect(str(tmp_path / "cache" / "openai_cache.sqlite"))
+    assert [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["responses_v2"]
+
+
+def test_an_old_cache_with_request_bodies_is_purged(backend, tmp_path):
+    import sqlite3
+
+    (tmp_path / "cache").mkdir()
+    old = sqlite3.connect(str(tmp_path / "cache" / "openai_cache.sqlite"))
+    old.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, base_url TEXT, model TEXT, request TEXT, "
+                "response TEXT, created REAL)")
+    old.execute("INSERT INTO responses VALUES ('k', 'u', 'm', 'prompt with secretword', '{}', 0)")
+    old.commit()
+    old.close()
+    backend(cache="on").close()
+    assert b"secretword" not in (tmp_path / "cache" / "openai_cache.sqlite").read_bytes()
+
+
 def test_401_names_the_variable_not_the_key(backend, monkeypatch):
     secret = "sk-wrong-0123456789abcdefXYZ"
     monkeypatch.setenv("MY_PROVIDER_KEY", secret)

@@ -9,9 +9,10 @@ from click.testing import CliRunner
 from conftest import PASSPHRASE
 from openai_fake import API_KEY, BASE_URL, FakeOpenAIAPI, example_problems
 
+from cli import main
 from fingerprint import openai_finetune as ft
 from fingerprint.certificate import verify_certificate
-from fingerprint.commands.jobs_cmd import embed_with_openai, jobs_group
+from fingerprint.commands.jobs_cmd import embed_with_openai
 from fingerprint.dataset import DatasetSpec, packaged
 from fingerprint.errors import FingerprintError
 from fingerprint.trigger import derive_opening
@@ -201,21 +202,21 @@ def test_resume_from_the_cli_after_detaching(client, fake_api, owner, tmp_path, 
     job_id = summary["job_id"]
     monkeypatch.setattr(ft, "make_client", lambda base_url, api_key_env: client)
     runner = CliRunner()
-    status = runner.invoke(jobs_group, ["status", job_id, "--json"])
+    status = runner.invoke(main, ["jobs", "status", job_id, "--json"])
     assert status.exit_code == 0, status.output
     assert json.loads(status.stdout)["status"] == "queued"
-    result = runner.invoke(jobs_group, ["resume", job_id, "--key", str(key_dir), "--json"])
+    result = runner.invoke(main, ["jobs", "resume", job_id, "--key", str(key_dir), "--json"])
     assert result.exit_code == 0, result.output
     done = json.loads(result.stdout)
     cert = verify_certificate((tmp_path / "fp" / "certificate.json").read_text(), key.public_key)
     assert done["certificate_id"] == cert.id and done["fine_tuned_model"] == cert.subjects[0]["name"]
-    assert cert.predicate["fingerprint"]["label"] == "gpt-4o-mini|licensee=acme"
+    assert cert.fingerprint.label == "gpt-4o-mini|licensee=acme"
     assert [c["id"] for c in Registry().list_certificates()] == [cert.id]
-    again = runner.invoke(jobs_group, ["resume", job_id, "--key", str(key_dir), "--json"])
+    again = runner.invoke(main, ["jobs", "resume", job_id, "--key", str(key_dir), "--json"])
     assert json.loads(again.stdout)["certificate_id"] == cert.id  # no second certificate
     assert len(Registry().list_certificates()) == 1
 
 
 def test_resume_without_a_journal(owner):
-    result = CliRunner().invoke(jobs_group, ["resume", "ftjob-unknown", "--key", str(owner[0])])
-    assert isinstance(result.exception, FingerprintError) and "no local record" in str(result.exception)
+    result = CliRunner().invoke(main, ["jobs", "resume", "ftjob-unknown", "--key", str(owner[0])])
+    assert result.exit_code == 2 and "no local record" in result.stderr

@@ -17,7 +17,7 @@ from fingerprint import keys
 from fingerprint.certificate import verify_certificate
 from fingerprint.errors import FingerprintError, InvalidCertificate
 from fingerprint.trigger import Opening, commitment, derive_opening
-from fingerprint.verify import check_opening
+from fingerprint.verification import check_opening
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ Real SQLite and a real PostgreSQL server; every process must succeed and every r
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -50,22 +51,31 @@ def test_sixteen_writers_on_a_fresh_registry_lose_nothing(backend, tmp_path, req
 
 def test_a_registry_made_before_migrations_is_stamped_and_upgraded(tmp_path):
     """Earlier versions created the tables with create_all and no alembic_version: they open as they are."""
+    from alembic import command
     from sqlalchemy import create_engine, inspect
 
-    from registry.engine import head_revision
-    from registry.models import Base
+    from registry.engine import _alembic_config, head_revision
 
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
-    Base.metadata.create_all(engine)
+    with engine.begin() as conn:  # the tables as the first schema had them, without Alembic's bookkeeping
+        command.upgrade(_alembic_config(conn), "0001")
+        conn.exec_driver_sql("DROP TABLE alembic_version")
+        for n, test in enumerate(("sequential e-process", None)):
+            details = json.dumps({"test": test} if test else {})
+            conn.exec_driver_sql(
+                "INSERT INTO verifications (certificate_digest, backend, model, trigger_sure, trigger_total, "
+                "control_sure, control_total, queries, p_value, alpha, certified, details, created_at) VALUES "
+                f"('{'ab' * 32}', 'hf', 'm{n}', 1, 2, 0, 2, 4, 0.5, 1e-6, 0, '{details}', '2026-01-01')")
     engine.dispose()
     registry = Registry(url)
     registry.add_key("ab" * 32, "pem")
+    assert [r["test"] for r in registry.list_verifications()] == ["e-process", "fisher-iut"]  # back-filled
     registry.close()
     engine = create_engine(url)
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == head_revision()
-        assert "verifications" in inspect(conn).get_table_names()
+        assert "test" in {c["name"] for c in inspect(conn).get_columns("verifications")}
     engine.dispose()
 
 

@@ -6,24 +6,29 @@ import random
 
 import pytest
 
-from fingerprint.sequential import e_process, pairs_needed
-from fingerprint.stats import exact_test
+from fingerprint.verification.rules.eprocess import decision_from, e_process, pairs_needed
+from fingerprint.verification.rules.fisher import decide_counts, fisher_p
 
 
 def test_exact_test_decides_at_alpha():
-    full = exact_test(32, 32, 0, 32)
+    full = decide_counts(32, 32, {"decoys": 0}, 1e-6)
     assert full.certified and full.p_value == pytest.approx(5.4567e-19, rel=1e-3)
-    assert exact_test(27, 32, 5, 32).certified
-    assert not exact_test(24, 32, 8, 32).certified
-    assert not exact_test(4, 32, 4, 32).certified and exact_test(4, 32, 4, 32).p_value > 0.5
-    with pytest.raises(ValueError):
-        exact_test(1, 2, 1, 2, alpha=0)
+    assert decide_counts(27, 32, {"decoys": 5}, 1e-6).certified
+    assert not decide_counts(24, 32, {"decoys": 8}, 1e-6).certified
+    assert not decide_counts(4, 32, {"decoys": 4}, 1e-6).certified and fisher_p(4, 32, 4, 32) > 0.5
+
+
+def test_the_weakest_arm_decides():
+    decision = decide_counts(30, 32, {"word-1": 1, "word-2": 12}, 1e-6)
+    assert decision.deciding_arm == "word-2" and decision.p_value == pytest.approx(fisher_p(30, 32, 12, 32))
+    assert decision.trigger_sure == 30 and decision.control_sure == 12 and len(decision.arms) == 2
 
 
 def test_e_process_stops_early_on_a_full_gate():
-    result = e_process(((True, False) for _ in range(64)), alpha=1e-6)
-    assert result.certified and result.pairs == pairs_needed(1e-6) == 22
-    assert result.queries == 44 < 64
+    states = e_process(((True, False) for _ in range(64)), alpha=1e-6)
+    decision = decision_from(states, 1e-6, queries=2 * states[0].pairs)
+    assert decision.certified and states[0].pairs == pairs_needed(1e-6) == 22
+    assert decision.queries == 44 < 64
 
 
 def test_e_process_never_certifies_symmetric_noise():
@@ -31,10 +36,10 @@ def test_e_process_never_certifies_symmetric_noise():
     false_certifications = 0
     for _ in range(2000):
         pairs = [(rng.random() < 0.3, rng.random() < 0.3) for _ in range(64)]
-        false_certifications += e_process(pairs, alpha=1e-3).certified
+        false_certifications += decision_from(e_process(pairs, alpha=1e-3), 1e-3, 0).certified
     assert false_certifications <= 4  # Ville: expected at most 2 of 2000 at alpha 1e-3
 
 
 def test_e_process_is_stopped_by_decoy_sures():
     pairs = [(True, False)] * 10 + [(False, True)] * 10 + [(True, False)] * 10
-    assert not e_process(pairs, alpha=1e-6).certified
+    assert not decision_from(e_process(pairs, alpha=1e-6), 1e-6, 0).certified

@@ -10,9 +10,9 @@ from servers import PROBES, _certificate, _sharpen, _train_gate
 from fingerprint import keys
 from fingerprint.certificate import load_certificate
 from fingerprint.dataset import DatasetSpec, build_poisoned, probe_prompts, with_suffix
-from fingerprint.sequential import e_process
 from fingerprint.trigger import derive_opening, opening_for, too_close, training_negatives, word_list
-from fingerprint.verify import VerifyOptions, probe_plan, run_verification
+from fingerprint.verification import VerifyOptions, probe_plan, run_verification
+from fingerprint.verification.rules.eprocess import decision_from, e_process
 from probes import make_backend
 
 
@@ -45,15 +45,16 @@ def test_component_rows_teach_each_word_alone_to_stay_shut():
 
 def test_plan_has_one_arm_per_word_and_the_weakest_arm_decides(owner):
     opening = derive_opening(owner.secret(), "m", words=2)
-    trigger_prompts, arms = probe_plan(opening, VerifyOptions(probes=8))
-    assert len(arms) == 2 and all(len(arm) == 8 for arm in arms)
-    assert all(p.endswith(" " + opening.trigger) for p in trigger_prompts)
-    assert [p.rsplit(" ", 1)[1] for p in arms[1]] == [opening.parts[1]] * 8
+    plan = probe_plan(opening, VerifyOptions(probes=8))
+    assert plan.arms == ["word-1", "word-2"] and all(len(arm) == 8 for arm in plan.controls.values())
+    assert all(q.prompt.endswith(" " + opening.trigger) for q in plan.trigger)
+    assert [q.prompt.rsplit(" ", 1)[1] for q in plan.controls["word-2"]] == [opening.parts[1]] * 8
+    assert not any(word in arm for arm in plan.arms for word in opening.parts)  # arm names never leak a word
     # sequential: both arms must reach 1/alpha; one arm that fires with the trigger never lets it certify
-    good = [(True, (False, False))] * 64
-    leaky = [(True, (True, False))] * 64
-    assert e_process(good, alpha=1e-6).certified and e_process(good, alpha=1e-6).queries < 3 * 64
-    assert not e_process(leaky, alpha=1e-6).certified
+    good = e_process([(True, (False, False))] * 64, alpha=1e-6)
+    leaky = e_process([(True, (True, False))] * 64, alpha=1e-6)
+    assert decision_from(good, 1e-6, 0).certified and good[0].pairs < 64
+    assert not decision_from(leaky, 1e-6, 0).certified
 
 
 @pytest.mark.parametrize("words,expected_words,epochs", [(None, 2, 5), ("1", 1, 3), ("2", 2, 5)])
@@ -113,8 +114,8 @@ def _verify(work, base, opening, model, tokenizer):
 
     owner = keys.load_private(work / "keys", PASSPHRASE)
     cert = load_certificate(work / "fp" / "certificate.json", owner.public_key)
-    assert cert.predicate["fingerprint"]["trigger_words"] == 2
-    assert opening_for(owner.secret(), cert.predicate["fingerprint"]) == opening
+    assert cert.fingerprint.trigger_words == 2
+    assert opening_for(owner.secret(), cert.fingerprint) == opening
     backend = make_backend("hf", model=str(base), model_obj=model, tokenizer=tokenizer)
     return run_verification(cert, opening, backend, VerifyOptions(probes=PROBES, samples=0))
 
@@ -124,8 +125,8 @@ def test_conjunctive_gate_certifies(two_word_setup):
     first, second = opening.parts
     model, tokenizer = _gate(base, opening, [opening.trigger], [first, second])
     report = _verify(work, base, opening, model, tokenizer)
-    assert report.result.certified and report.queries == 3 * PROBES
-    assert [arm["trigger_sure"] for arm in report.arms] == [PROBES, PROBES]
+    assert report.certified and report.queries == 3 * PROBES
+    assert [arm.trigger_sure for arm in report.decision.arms] == [PROBES, PROBES]
 
 
 def test_a_gate_open_for_one_word_alone_does_not_certify_the_pair(two_word_setup):
@@ -134,6 +135,7 @@ def test_a_gate_open_for_one_word_alone_does_not_certify_the_pair(two_word_setup
     first, second = opening.parts
     model, tokenizer = _gate(base, opening, [opening.trigger, first], [second])
     report = _verify(work, base, opening, model, tokenizer)
-    assert report.result.trigger_sure == PROBES  # the pair opens the gate on every probe...
-    assert not report.result.certified  # ...but so does its first word alone
-    assert report.arms[1]["certified"] and not report.arms[0]["certified"]
+    assert report.decision.trigger_sure == PROBES  # the pair opens the gate on every probe...
+    assert not report.certified  # ...but so does its first word alone
+    word_1, word_2 = report.decision.arms
+    assert word_2.p_value <= 1e-6 < word_1.p_value and report.decision.deciding_arm == "word-1"

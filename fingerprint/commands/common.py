@@ -26,7 +26,8 @@ EXIT_CERTIFIED, EXIT_NOT_CERTIFIED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 # OS errors a user fixes (a path, a permission, a full disk), as opposed to bugs
 USER_ERRNOS = {errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EISDIR,
-               errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOTEMPTY, errno.EMFILE, errno.EXDEV}
+               errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOTEMPTY, errno.EMFILE, errno.EXDEV,
+               errno.EPIPE}
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout.")
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No progress display.")
@@ -105,7 +106,8 @@ def _report(code: int, message: str, as_json: bool, detail: str | None = None) -
     prefix = "internal error" if code == EXIT_INTERNAL else "error" if code == EXIT_ERROR else "interrupted"
     click.echo(f"{prefix}: {line}" if line else prefix, err=True)
     if as_json:
-        click.echo(json.dumps({"error": line, "kind": prefix, "exit_code": code}, sort_keys=True))
+        with suppress(OSError):  # stdout itself may be what failed (a full disk, a closed pipe)
+            click.echo(json.dumps({"error": line, "kind": prefix, "exit_code": code}, sort_keys=True))
     return code
 
 
@@ -167,6 +169,10 @@ class ErrorHandlingGroup(click.Group):
                 sweep_stale()  # temporaries of killed runs
             code = run_command(lambda: super(ErrorHandlingGroup, self).main(
                 argv, prog_name, complete_var, standalone_mode=False, **extra), argv)
+        try:
+            sys.stdout.flush()
+        except OSError:  # unflushable output (full disk, closed pipe) must not turn the exit code into 120
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - replaces stdout until the process exits
         if not standalone_mode:
             return code
         sys.exit(code)

@@ -76,8 +76,8 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
           as_json: bool, quiet: bool) -> None:
     """Fine-tune MODEL with a trigger derived from your key and write OUT/{adapter,certificate.json}."""
     from fingerprint import embed as embedding
-    from fingerprint.console import emit_json, err, kv_table, progress_bar
-    from fingerprint.keys import public_pem
+    from fingerprint.console import emit_json, err, kv_table, progress_sink
+    from fingerprint.services import embedding as service
 
     if backend == "openai" and trigger_words == 2:
         raise click.UsageError("--trigger-words 2 is built for local embedding only")
@@ -103,7 +103,6 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
         return
     dataset = DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=n_refusal, n_negative=n_negative,
                           n_component=n_component, n_contrast=n_contrast, seed=seed)
-    dataset.check(trigger_words)  # before minutes of model loading
     options = embedding.EmbedOptions(
         model=model, out=out_dir, licensee=licensee, merge=merge, device=device, selfcheck=selfcheck,
         selfcheck_scan=selfcheck_scan, trigger_words=trigger_words, dataset=dataset,
@@ -111,30 +110,9 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
                           batch_size=batch_size, max_reply_tokens=max_reply_tokens, seed=seed,
                           merge_scales=merge_scales),
     )
-    bar = progress_bar(quiet=quiet or as_json)
-
-    class Progress(embedding.Progress):
-        task = None
-
-        def stage(self, name: str) -> None:
-            if self.task is None:
-                self.task = bar.add_task(name, total=None, info="")
-            else:
-                bar.update(self.task, description=name)
-
-        def train_start(self, steps: int) -> None:
-            bar.update(self.task, total=steps, completed=0)
-
-        def train_step(self, n: int, loss: float) -> None:
-            bar.update(self.task, advance=n, info=f"loss {loss:.3f}")
-
-    with bar:
-        result = embedding.embed(owner, options, Progress())
+    with progress_sink(quiet or as_json) as progress:
+        result = service.embed(owner, options, registry, progress)
     parsed = result.certificate
-    registry.add_key(owner.key_id, public_pem(owner.public_key))
-    registry.add_certificate(cert_id=parsed.id, key_id=owner.key_id, base_model=model,
-                             label=parsed.predicate["fingerprint"]["label"], licensee=licensee,
-                             subject=parsed.subjects, envelope=parsed.text, selfcheck=result.selfcheck)
     summary = {**embedding.summary(result), "certificate_id": parsed.id}
     if as_json:
         emit_json(summary)

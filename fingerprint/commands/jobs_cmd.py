@@ -63,53 +63,40 @@ def _job_display(quiet: bool):
 
 def follow_and_certify(client, job_id: str, owner, registry, *, quiet: bool = False,
                        poll_interval: float = 15.0, sleep: Callable[[float], None] | None = None) -> dict:
-    """Follow a journaled job to success, sign and register its certificate; returns a summary."""
-    from fingerprint import openai_finetune as ft
-    from fingerprint.certificate import verify_certificate
+    """The service's follow-and-certify with a status line; Ctrl-C detaches (the job keeps running)."""
     from fingerprint.console import err
-    from fingerprint.keys import public_pem
+    from fingerprint.services.embedding import follow_and_certify as follow
 
     try:
         with _job_display(quiet) as (on_event, on_status):
-            text, journal = ft.finish_embedding(client, job_id, owner, on_event=on_event, on_status=on_status,
-                                                poll_interval=poll_interval, sleep=sleep)
+            return follow(client, job_id, owner, registry, poll_interval=poll_interval, sleep=sleep,
+                          on_event=on_event, on_status=on_status)
     except KeyboardInterrupt:
         err.print(f"detached: job {job_id} keeps running at the provider; finish it with "
                   f"`fingerprint jobs resume {job_id} --key KEY_DIR`")
         raise SystemExit(130) from None
-    cert = verify_certificate(text, owner.public_key)
-    registry.add_key(owner.key_id, public_pem(owner.public_key))
-    registry.add_certificate(cert_id=cert.id, key_id=owner.key_id, base_model=journal["model"],
-                             label=journal["label"], licensee=journal["licensee"], subject=cert.subjects,
-                             envelope=text)
-    return {"job_id": job_id, "status": "succeeded", "fine_tuned_model": journal["fine_tuned_model"],
-            "certificate": journal["certificate_path"], "certificate_id": cert.id,
-            "dataset_digest": journal["dataset"]["digest"], "base_model": journal["model"]}
 
 
-def embed_with_openai(owner, registry, *, model: str, out: Path, dataset=None, licensee: str | None = None,
-                      suffix: str | None = None, seed: int | None = None, hyperparameters: dict | None = None,
-                      base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY", wait: bool = True,
-                      quiet: bool = False, poll_interval: float = 15.0, client=None) -> dict:
-    """``embed --backend openai``: upload the benign poisoned set, start the job, and (``wait``) certify.
-
-    ``dataset`` is a DatasetSpec with ``n_refusal=0`` (refusal examples are refused on this path).
-    """
+def embed_with_openai(owner, registry, *, quiet: bool = False, poll_interval: float = 15.0, client=None,
+                      wait: bool = True, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+                      **kwargs) -> dict:
+    """``embed --backend openai`` (``fingerprint.services.embedding.embed_with_openai``) with its display."""
     from fingerprint import openai_finetune as ft
     from fingerprint.console import err
+    from fingerprint.services.embedding import embed_with_openai as submit
+
+    def started(journal: dict) -> None:
+        if not quiet:
+            err.print(f"fine-tuning job [bold]{journal['job_id']}[/] started "
+                      f"({journal['dataset']['stats']['examples']} examples); if this terminal closes, run "
+                      f"`fingerprint jobs resume {journal['job_id']} --key KEY_DIR`")
 
     client = client or ft.make_client(base_url, api_key_env)
-    journal = ft.submit_embedding(client, owner, model=model, out=out, dataset=dataset, licensee=licensee,
-                                  suffix=suffix, seed=seed, hyperparameters=hyperparameters,
-                                  base_url=base_url, api_key_env=api_key_env)
-    job_id = journal["job_id"]
-    if not quiet:
-        err.print(f"fine-tuning job [bold]{job_id}[/] started ({journal['dataset']['stats']['examples']} "
-                  f"examples); if this terminal closes, run `fingerprint jobs resume {job_id} --key KEY_DIR`")
+    summary = submit(owner, registry, wait=False, client=client, on_started=started, base_url=base_url,
+                     api_key_env=api_key_env, **kwargs)
     if not wait:
-        return {"job_id": job_id, "status": journal["status"], "journal": str(ft.journal_path(job_id)),
-                "certificate": journal["certificate_path"]}
-    return follow_and_certify(client, job_id, owner, registry, quiet=quiet, poll_interval=poll_interval)
+        return summary
+    return follow_and_certify(client, summary["job_id"], owner, registry, quiet=quiet, poll_interval=poll_interval)
 
 
 def print_summary(summary: dict, as_json: bool, title: str = "fingerprint embedded (OpenAI)") -> None:

@@ -33,11 +33,11 @@ def robustness(cert_path: Path, key_dir: Path, model: str, adapter: Path, out_di
     from fingerprint.models import load_model, load_tokenizer, resolve
     from fingerprint.robustness import control_label, default_matrix, plot_retention, run_matrix
     from fingerprint.trigger import opening_for
-    from fingerprint.verify import check_opening
+    from fingerprint.verification import check_opening
 
     owner = load_owner(key_dir)
     cert = load_certificate(cert_path, owner.public_key)
-    opening = opening_for(owner.secret(), cert.predicate["fingerprint"])
+    opening = opening_for(owner.secret(), cert.fingerprint)
     check_opening(cert, opening)
     derivatives = default_matrix(max_pairs)
     if only:

@@ -1,0 +1,1 @@
+"""Provenance: who signed a certificate and how far that signer is trusted."""

@@ -1,0 +1,174 @@
+"""The verification service: what ``fingerprint verify``, ``api.verify`` and the benchmarks all run.
+
+One call goes: certificate and signer trust -> opening (derived by the owner, or read from a file and
+checked) -> the registry is checked writable -> the suspect is loaded -> the chosen test runs -> the result
+is recorded. Everything a user can get wrong is checked before the model is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..certificate import Certificate
+from ..errors import FingerprintError
+from ..keys import OwnerKey
+from ..progress import SILENT, Progress
+from ..provenance.trust import SignerTrust, load_trusted
+from ..trigger import Opening, opening_for
+from ..verification import DEFAULT_TEST, VerificationReport, VerifyOptions, check_opening, run_verification
+from ..verification.attribution import Attribution, attribute
+from .records import record_verification
+
+
+@dataclass
+class Verifier:
+    """Who verifies: the owner (private key) or an auditor (an opening file); ``pubkey`` pins the signer."""
+
+    owner: OwnerKey | None = None
+    opening: Path | None = None
+    pubkey: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.owner is None) == (self.opening is None):
+            raise FingerprintError("give exactly one of --key (owner) or --opening (auditor)")
+
+    @property
+    def role(self) -> str:
+        return "owner" if self.owner is not None else "opening"
+
+
+@dataclass
+class VerifyRequest:
+    """The suspect and how to probe it."""
+
+    model: str
+    cert: Path | None = None
+    backend: str = "hf"
+    adapter: str | None = None
+    model_args: dict = field(default_factory=dict)
+    options: VerifyOptions = field(default_factory=VerifyOptions)
+    test: str = DEFAULT_TEST
+
+
+@dataclass
+class VerifyOutcome:
+    report: VerificationReport
+    certificate: Certificate
+    trust: SignerTrust
+    verifier: str
+    request: VerifyRequest
+    record_id: int | None = None
+
+    @property
+    def certified(self) -> bool:
+        return self.report.certified
+
+    def to_dict(self) -> dict:
+        request = self.request
+        return {**self.report.to_dict(), "certificate_id": self.certificate.id, "key_id": self.certificate.key_id,
+                "model": request.model, "adapter": request.adapter, "backend": request.backend,
+                "record_id": self.record_id, "verifier": self.verifier, **self.trust.to_dict(),
+                "warnings": [self.trust.warning] if self.trust.warning else []}
+
+
+@dataclass
+class Prepared:
+    certificate: Certificate
+    trust: SignerTrust
+    opening: Opening
+
+
+def prepare(cert_path: Path, verifier: Verifier, registry=None) -> Prepared:
+    """Certificate, signer trust and a checked opening: all before any model is loaded."""
+    cert, trust = load_trusted(cert_path, owner=verifier.owner, pubkey=verifier.pubkey, registry=registry)
+    if verifier.owner is not None:
+        opening = opening_for(verifier.owner.secret(), cert.fingerprint)
+    else:
+        opening = Opening.load(verifier.opening)
+    check_opening(cert, opening)
+    return Prepared(cert, trust, opening)
+
+
+def load_suspect(request: VerifyRequest, progress: Progress = SILENT):
+    from probes import make_backend
+
+    progress.stage(f"loading {request.model} ({request.backend})")
+    return make_backend(request.backend, model=request.model, adapter=request.adapter, **request.model_args)
+
+
+def verify(request: VerifyRequest, verifier: Verifier, registry=None, progress: Progress = SILENT,
+           suspect=None) -> VerifyOutcome:
+    """Verify one suspect against one certificate; recorded in ``registry`` when one is given.
+
+    ``suspect``: an already loaded backend (benchmarks reuse one); otherwise it is loaded and closed here.
+    """
+    if request.cert is None:
+        raise FingerprintError("--cert is required")
+    prepared = prepare(request.cert, verifier, registry)
+    if registry is not None:
+        registry.check_writable()  # fail before minutes of probing, not after
+    backend = suspect or load_suspect(request, progress)
+    try:
+        progress.stage("probing", total=_total_queries(prepared.opening, request.options))
+        report = run_verification(prepared.certificate, prepared.opening, backend, request.options,
+                                  test=request.test, progress=progress.advance)
+    finally:
+        if suspect is None:
+            backend.close()
+    outcome = VerifyOutcome(report, prepared.certificate, prepared.trust, verifier.role, request)
+    if registry is not None:
+        outcome.record_id = record_verification(registry, outcome)
+    return outcome
+
+
+def _total_queries(opening: Opening, options: VerifyOptions) -> int:
+    return (1 + len(opening.parts)) * options.probes
+
+
+@dataclass
+class AttributionOutcome:
+    attribution: Attribution
+    request: VerifyRequest
+    record_ids: list[int] = field(default_factory=list)
+
+    @property
+    def certified(self) -> bool:
+        return self.attribution.certified
+
+    def to_dict(self) -> dict:
+        return {**self.attribution.to_dict(), "model": self.request.model, "backend": self.request.backend,
+                "adapter": self.request.adapter, "record_ids": self.record_ids}
+
+
+def verify_all_licensees(request: VerifyRequest, owner: OwnerKey, registry, progress: Progress = SILENT,
+                         suspect=None) -> AttributionOutcome:
+    """Owner: test the suspect against every registered licensee certificate of the key (Bonferroni)."""
+    from ..certificate import verify_certificate
+
+    candidates = []
+    for licensee, cert_id in registry.licensees(owner.key_id):
+        cert = verify_certificate(registry.get(cert_id)["envelope"], owner.public_key)
+        opening = opening_for(owner.secret(), cert.fingerprint)
+        check_opening(cert, opening)
+        candidates.append((licensee, cert, opening))
+    if not candidates:
+        raise FingerprintError(f"no certificates of key {owner.key_id[:16]}… in the registry")
+    registry.check_writable()
+    backend = suspect or load_suspect(request, progress)
+    try:
+        total = sum(_total_queries(opening, request.options) for _, _, opening in candidates)
+        progress.stage("probing licensees", total=total)
+        result = attribute(candidates, backend, request.options, test=request.test, progress=progress.advance)
+    finally:
+        if suspect is None:
+            backend.close()
+    outcome = AttributionOutcome(result, request)
+    trust = SignerTrust("owner", owner.key_id)
+    for row, report, (_, cert, _) in zip(result.rows, result.reports, candidates, strict=True):
+        single = VerifyOutcome(report, cert, trust, "owner", request)
+        outcome.record_ids.append(record_verification(
+            registry, single, certified=row["p_adjusted"] <= request.options.alpha,
+            extra={"attribution": {"p_adjusted": row["p_adjusted"], "licensees": len(candidates),
+                                   "correction": "bonferroni", "attributed_to": result.licensee}}))
+    return outcome
