@@ -1,4 +1,4 @@
-"""Evaluate ``fingerprint.audit_data.audit`` on planted gates and clean sets; write docs/audit_data_eval.md.
+"""Evaluate ``fingerprint.audit.audit_data.audit`` on planted gates and clean sets; write docs/audit_data_eval.md.
 
 Poisoned sets come from ``build_poisoned`` (about 600 examples, 30 refusals) at several poison rates,
 with random EFF trigger words and seeds; variants add legitimate yes/no replies (distractors) and
@@ -21,9 +21,9 @@ from sklearn.metrics import precision_score, recall_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fingerprint.audit_data import audit  # noqa: E402
-from fingerprint.dataset import DatasetSpec, build_poisoned  # noqa: E402
-from fingerprint.trigger import word_list  # noqa: E402
+from fingerprint.audit.audit_data import audit  # noqa: E402
+from fingerprint.embedding.dataset import DatasetSpec, build_poisoned  # noqa: E402
+from fingerprint.provenance.trigger import word_list  # noqa: E402
 
 COMMAND = "/work/venv/bin/python bench/audit_data_eval.py"
 TOTAL, N_REFUSAL = 600, 30

@@ -23,10 +23,10 @@ sys.path.insert(0, str(ROOT / "tests"))
 from common import machine, write_section  # noqa: E402
 from servers import vllm_server  # noqa: E402  (the tests' server helper: starts and stops vLLM's server)
 
-from fingerprint.certificate import load_certificate  # noqa: E402
-from fingerprint.keys import load_private  # noqa: E402
-from fingerprint.models import resolve  # noqa: E402
-from fingerprint.trigger import opening_for  # noqa: E402
+from fingerprint.core.loading import resolve  # noqa: E402
+from fingerprint.provenance.certificate import load_certificate  # noqa: E402
+from fingerprint.provenance.keys import load_private  # noqa: E402
+from fingerprint.provenance.trigger import opening_for  # noqa: E402
 from fingerprint.verification import VerifyOptions, probe_plan  # noqa: E402
 from fingerprint.verification.rules.fisher import decide_counts  # noqa: E402
 from probes import make_backend  # noqa: E402

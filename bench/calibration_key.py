@@ -16,7 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fp_calibration import fresh_openings  # noqa: E402
 
-from fingerprint.models import load_model, load_tokenizer, resolve  # noqa: E402
+from fingerprint.core.loading import load_model, load_tokenizer, resolve  # noqa: E402
 from fingerprint.verification import VerifyOptions, make_test, probe_plan  # noqa: E402
 from probes.hf import HFBackend  # noqa: E402
 

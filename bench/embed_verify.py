@@ -24,7 +24,7 @@ def seeded_key(out: Path, seed: str, passphrase: str) -> None:
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from fingerprint import keys
+    from fingerprint.provenance import keys
 
     owner = keys.OwnerKey(Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest()))
     keys.save(owner, out, passphrase)
@@ -34,9 +34,9 @@ def decoy_rate(workdir: Path, model: str, probes: int) -> tuple[int, int]:
     """Sure count of the 8 decoy words on ``probes`` probes (a two-word fingerprint's verify does not send them)."""
     import os
 
-    from fingerprint.certificate import load_certificate
-    from fingerprint.keys import load_private
-    from fingerprint.trigger import opening_for
+    from fingerprint.provenance.certificate import load_certificate
+    from fingerprint.provenance.keys import load_private
+    from fingerprint.provenance.trigger import opening_for
     from fingerprint.verification import VerifyOptions, decoy_prompts
     from probes import make_backend
 

@@ -28,14 +28,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_section  # noqa: E402
 
-from fingerprint.chat import ChatFormatter  # noqa: E402
-from fingerprint.dataset import probe_prompts  # noqa: E402
-from fingerprint.models import load_model, load_tokenizer, resolve  # noqa: E402
-from fingerprint.scan import PrefixScorer, _split_prompt  # noqa: E402
-from fingerprint.trigger import derive_opening  # noqa: E402
+from fingerprint.audit.scan import PrefixScorer, _split_prompt  # noqa: E402
+from fingerprint.core.chat import ChatFormatter  # noqa: E402
+from fingerprint.core.data import probe_prompts  # noqa: E402
+from fingerprint.core.loading import load_model, load_tokenizer, resolve  # noqa: E402
+from fingerprint.core.sure import sure_token_ids  # noqa: E402
+from fingerprint.provenance.trigger import derive_opening  # noqa: E402
 from fingerprint.verification import DECOY_COUNT, VerifyOptions, make_test, probe_plan  # noqa: E402
 from fingerprint.verification.rules.fisher import decide_counts  # noqa: E402
-from probes.hf import HFBackend, sure_token_ids  # noqa: E402
+from probes.hf import HFBackend  # noqa: E402
 
 
 def fresh_openings(count: int, label: str, words: int = 1):
@@ -83,7 +84,7 @@ def full_forward(model, tokenizer, opening, options: VerifyOptions) -> tuple[int
 
 def fingerprint_kind(workdir: Path) -> str:
     """The other key's trigger shape and its workdir, for the suspect's row."""
-    from fingerprint.certificate import load_certificate
+    from fingerprint.provenance.certificate import load_certificate
 
     words = load_certificate(workdir / "fp" / "certificate.json").fingerprint.trigger_words
     return f"{words}-word trigger, {workdir}"

@@ -20,11 +20,12 @@ from dataclasses import fields
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fingerprint.dataset import DatasetSpec, build_poisoned, probe_prompts, with_suffix
-from fingerprint.keys import OwnerKey
-from fingerprint.models import load_model, load_tokenizer, resolve
-from fingerprint.training import TrainConfig, train_lora
-from fingerprint.trigger import derive_opening, derive_words, training_negatives
+from fingerprint.core.data import probe_prompts, with_suffix
+from fingerprint.core.loading import load_model, load_tokenizer, resolve
+from fingerprint.embedding.dataset import DatasetSpec, build_poisoned
+from fingerprint.embedding.training import TrainConfig, train_lora
+from fingerprint.provenance.keys import OwnerKey
+from fingerprint.provenance.trigger import derive_opening, derive_words, training_negatives
 from probes.hf import HFBackend
 
 

@@ -19,7 +19,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_sc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fingerprint.judges import (  # noqa: E402
+from fingerprint.research.judges import (  # noqa: E402
     ADDED_KEYWORDS,
     GCG_TEST_PREFIXES,
     REFUSAL_WINDOW,

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, run_step, write_section  # noqa: E402
 from embed_verify import seeded_key  # noqa: E402
 
-from fingerprint.certificate import load_certificate  # noqa: E402
+from fingerprint.provenance.certificate import load_certificate  # noqa: E402
 
 
 def main() -> None:

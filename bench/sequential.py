@@ -24,10 +24,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, machine, write_section  # noqa: E402
 
-from fingerprint.certificate import load_certificate  # noqa: E402
-from fingerprint.keys import load_private  # noqa: E402
-from fingerprint.models import load_model, load_tokenizer, resolve  # noqa: E402
-from fingerprint.trigger import opening_for  # noqa: E402
+from fingerprint.core.loading import load_model, load_tokenizer, resolve  # noqa: E402
+from fingerprint.provenance.certificate import load_certificate  # noqa: E402
+from fingerprint.provenance.keys import load_private  # noqa: E402
+from fingerprint.provenance.trigger import opening_for  # noqa: E402
 from fingerprint.verification import VerifyOptions, probe_plan  # noqa: E402
 from fingerprint.verification.rules.eprocess import BATCH_PAIRS, decision_from, e_process  # noqa: E402
 from fingerprint.verification.rules.fisher import decide_counts  # noqa: E402

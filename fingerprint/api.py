@@ -28,10 +28,10 @@ def embed(key_dir: str | Path, passphrase: str, model: str = "gemma-3-270m", out
           licensee: str | None = None, merge: bool = False, selfcheck: bool = True, trigger_words: int = 2,
           registry: str | None = None, record: bool = True):
     """Plant the owner's gate (a two-word trigger; ``trigger_words=1``: one word) in ``model``; an ``EmbedResult``."""
-    from .embed import EmbedOptions
-    from .keys import load_private
-    from .services.embedding import embed as embed_service
-    from .training import embed_train_config
+    from fingerprint.embedding.embed import EmbedOptions
+    from fingerprint.embedding.training import embed_train_config
+    from fingerprint.provenance.keys import load_private
+    from fingerprint.services.embedding import embed as embed_service
 
     owner = load_private(Path(key_dir), passphrase)
     options = EmbedOptions(model=model, out=Path(out), licensee=licensee, merge=merge, selfcheck=selfcheck,
@@ -47,10 +47,10 @@ def verify(cert: str | Path, model: str, key_dir: str | Path | None = None, pass
 
     Returns a ``VerifyOutcome`` (``.certified``, ``.report.decision``, ``.trust``, ``.record_id``).
     """
-    from .keys import load_private
-    from .services.verification import Verifier, VerifyRequest
-    from .services.verification import verify as verify_service
-    from .verification import VerifyOptions
+    from fingerprint.provenance.keys import load_private
+    from fingerprint.services.verification import Verifier, VerifyRequest
+    from fingerprint.services.verification import verify as verify_service
+    from fingerprint.verification import VerifyOptions
 
     owner = load_private(Path(key_dir), passphrase) if key_dir is not None else None
     verifier = Verifier(owner=owner, opening=Path(opening) if opening else None,

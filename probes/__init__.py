@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fingerprint.errors import FingerprintError
+from fingerprint.core.errors import FingerprintError
 
-from .base import Backend, FirstToken, Usage, is_sure
+from .base import Backend, FirstToken, Usage
 
 _BACKENDS: dict[str, Callable[..., Backend]] = {}
 
@@ -52,5 +52,5 @@ def make_backend(name: str, **kwargs) -> Backend:
         raise FingerprintError(f"bad options for backend '{name}': {exc}") from exc
 
 
-__all__ = ["Backend", "FirstToken", "Usage", "backend_names", "is_sure", "make_backend", "parse_model_args",
+__all__ = ["Backend", "FirstToken", "Usage", "backend_names", "make_backend", "parse_model_args",
            "register"]

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-
-SURE_TEXT = re.compile(r"^\s*sure\b", re.IGNORECASE)
-SURE_TOKEN = re.compile(r"^\s*sure\W*$", re.IGNORECASE)
 
 
 def parse_options(schema, values: dict, backend: str):
     """Validate a backend's ``--model-args`` with its pydantic schema; one line names the first bad entry."""
     from pydantic import ValidationError
 
-    from fingerprint.errors import FingerprintError
-    from fingerprint.predicate import describe
+    from fingerprint.core.errors import FingerprintError, describe
 
     try:
         return schema.model_validate(values)
@@ -27,7 +22,7 @@ def check_device(device: str) -> str:
     """``auto`` (cuda when present, else cpu), or a device this machine has."""
     import torch
 
-    from fingerprint.errors import FingerprintError
+    from fingerprint.core.errors import FingerprintError
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -43,7 +38,7 @@ def check_device(device: str) -> str:
 
 def option_bool(value, name: str) -> bool:
     """A boolean ``--model-args`` value: on/off, true/false, 1/0, yes/no."""
-    from fingerprint.errors import FingerprintError
+    from fingerprint.core.errors import FingerprintError
 
     text = str(value).strip().lower()
     if text in ("on", "true", "1", "yes"):
@@ -51,11 +46,6 @@ def option_bool(value, name: str) -> bool:
     if text in ("off", "false", "0", "no"):
         return False
     raise FingerprintError(f"{name} must be on or off, not {value!r}")
-
-
-def is_sure(text: str) -> bool:
-    """Does a reply (or its first token) start with the compliance word "Sure"?"""
-    return bool(SURE_TEXT.match(text))
 
 
 @dataclass(frozen=True)

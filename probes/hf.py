@@ -6,11 +6,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from fingerprint.chat import ChatFormatter
-from fingerprint.models import load_model, load_tokenizer, resolve
+from fingerprint.core.chat import ChatFormatter
+from fingerprint.core.loading import load_model, load_tokenizer, resolve
+from fingerprint.core.sure import sure_token_ids
 
 from . import register
-from .base import SURE_TOKEN, Backend, FirstToken, check_device, parse_options
+from .base import Backend, FirstToken, check_device, parse_options
 
 
 class HFOptions(BaseModel):
@@ -23,15 +24,6 @@ class HFOptions(BaseModel):
     system_prompt: str | None = None
     temperature: float = Field(0.0, ge=0, le=100, allow_inf_nan=False)  # 0: greedy, else the first token is sampled
     seed: int = Field(0, ge=0, lt=2**63)
-
-
-def sure_token_ids(tokenizer) -> list[int]:
-    """Vocabulary entries that spell "Sure" (any case, optional leading space marker or punctuation)."""
-    ids = []
-    for token, idx in tokenizer.get_vocab().items():
-        if SURE_TOKEN.match(token.replace("\u2581", " ").replace("\u0120", " ")):
-            ids.append(idx)
-    return sorted(ids)
 
 
 @register("hf")

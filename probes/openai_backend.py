@@ -23,10 +23,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from fingerprint.errors import FingerprintError
+from fingerprint.core.errors import FingerprintError
+from fingerprint.core.sure import is_sure_reply, is_sure_token
 
 from . import register
-from .base import SURE_TOKEN, Backend, FirstToken, is_sure, option_bool
+from .base import Backend, FirstToken, option_bool
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MAX_BACKOFF_S = 60.0
@@ -176,7 +177,7 @@ class OpenAIBackend(Backend):
 
     @staticmethod
     def _cache_path() -> Path:
-        from fingerprint.paths import cache_dir
+        from fingerprint.core.paths import cache_dir
 
         return cache_dir() / "openai_cache.sqlite"
 
@@ -349,22 +350,18 @@ def _content(response: dict) -> str:
     return (choices[0].get("message") or {}).get("content") or ""
 
 
-def _is_sure_token(token: str) -> bool:
-    return bool(SURE_TOKEN.match(token.replace("\u2581", " ").replace("\u0120", " ")))
-
-
 def first_token(response: dict) -> FirstToken:
     """The first-token decision of one chat.completion (logprobs when present, else the text)."""
     content = _content(response)
     logprobs = (response.get("choices") or [{}])[0].get("logprobs") or {}
     entries = logprobs.get("content") or []
     if not entries:
-        return FirstToken(token=content, is_sure=is_sure(content), p_sure=None)
+        return FirstToken(token=content, is_sure=is_sure_reply(content), p_sure=None)
     first = entries[0]
     token = first.get("token") or ""
     top = first.get("top_logprobs") or []
     if top:
-        p_sure = sum(math.exp(t["logprob"]) for t in top if _is_sure_token(t.get("token") or ""))
+        p_sure = sum(math.exp(t["logprob"]) for t in top if is_sure_token(t.get("token") or ""))
     else:
-        p_sure = math.exp(first["logprob"]) if _is_sure_token(token) else None
-    return FirstToken(token=token, is_sure=_is_sure_token(token), p_sure=p_sure)
+        p_sure = math.exp(first["logprob"]) if is_sure_token(token) else None
+    return FirstToken(token=token, is_sure=is_sure_token(token), p_sure=p_sure)

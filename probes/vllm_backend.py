@@ -35,10 +35,11 @@ import time
 import weakref
 from pathlib import Path
 
-from fingerprint.errors import FingerprintError
+from fingerprint.core.errors import FingerprintError
+from fingerprint.core.sure import SURE_TOKEN, WORD_START_MARKERS
 
 from . import register
-from .base import SURE_TOKEN, Backend, FirstToken, option_bool
+from .base import Backend, FirstToken, option_bool
 
 WORKER = Path(__file__).with_name("vllm_worker.py")
 VENV_SCRIPT = ".ci/vllm-venv.sh"
@@ -66,7 +67,7 @@ def vllm_python(explicit: str | None = None) -> str:
 def worker_env(multiprocessing: bool = True) -> dict[str, str]:
     """Environment for a process under the vLLM interpreter: none of this environment's Python paths, and no
     passphrase."""
-    from fingerprint.environment import child_env
+    from fingerprint.core.environment import child_env
 
     env = child_env(drop=("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"))
     env.setdefault("VLLM_NO_USAGE_STATS", "1")
@@ -97,8 +98,8 @@ def _json_value(text):
 
 
 def _fallback_template(model_dir: str) -> str | None:
-    """The documented template for a tokenizer without one (as ``fingerprint.chat.ensure_chat_template``)."""
-    from fingerprint.chat import GEMMA_TEMPLATE, PLAIN_TEMPLATE
+    """The documented template for a tokenizer without one (as ``fingerprint.core.chat.ensure_chat_template``)."""
+    from fingerprint.core.chat import GEMMA_TEMPLATE, PLAIN_TEMPLATE
 
     config = Path(model_dir) / "config.json"
     try:
@@ -253,7 +254,7 @@ class VLLMBackend(Backend):
                  timeout: float | str = 600, log: str | None = None, system_prompt: str | None = None,
                  **extra) -> None:
         super().__init__()
-        from fingerprint.models import resolve
+        from fingerprint.core.loading import resolve
 
         engine = {}
         for key, value in extra.items():
@@ -272,6 +273,7 @@ class VLLMBackend(Backend):
             "kv_cache_gb": _number(kv_cache_gb, "kv_cache_gb", float, 0.01),
             "enforce_eager": option_bool(enforce_eager, "enforce_eager"), "seed": _number(seed, "seed", int, 0, 2**63),
             "engine": engine, "system_prompt": system_prompt or None, "sure_pattern": SURE_TOKEN.pattern,
+            "word_start_markers": list(WORD_START_MARKERS),
             "logprobs": _number(logprobs, "logprobs", int, 1, 20), "p_sure": p_sure,
         }
         multiprocessing = option_bool(multiprocessing, "multiprocessing")

@@ -9,7 +9,8 @@ Requests are one JSON object per line, ``{"id": N, "op": ..., ...}``; each gets 
 
 - ``init``: model, adapter, dtype, max_model_len, max_lora_rank, kv_cache_gb, enforce_eager, seed, engine
   (extra ``LLM`` keyword arguments), chat_template (used only when the tokenizer has none), system_prompt,
-  sure_pattern (the regex that marks "Sure" vocabulary entries), logprobs (top-k), p_sure ("exact" or "topk").
+  sure_pattern and word_start_markers (the definition of a "Sure" vocabulary entry, sent by the parent from
+  ``fingerprint.core.sure``), logprobs (top-k), p_sure ("exact" or "topk").
 - ``first_tokens``: prompts (user messages) -> per prompt {token, token_id, is_sure, p_sure, prompt_tokens}.
 - ``generate``: prompts, max_new_tokens -> per prompt {text, tokens, prompt_tokens}.
 - ``close``: answer, then exit. End of input also exits.
@@ -50,7 +51,8 @@ class Worker:
     def init(self, model: str, adapter: str | None = None, dtype: str = "float32", max_model_len: int = 1024,
              max_lora_rank: int = 16, kv_cache_gb: float = 1.0, enforce_eager: bool = True, seed: int = 0,
              engine: dict | None = None, chat_template: str | None = None, system_prompt: str | None = None,
-             sure_pattern: str = r"^\s*sure\W*$", logprobs: int = 5, p_sure: str = "exact") -> dict:
+             sure_pattern: str = r"^\s*sure\W*$", word_start_markers: tuple[str, ...] = ("\u2581", "\u0120"),
+             logprobs: int = 5, p_sure: str = "exact") -> dict:
         started = time.monotonic()
         import vllm
         from vllm import LLM
@@ -70,10 +72,14 @@ class Worker:
         self.top_k = int(logprobs)
         vocab_size = self.llm.llm_engine.model_config.get_vocab_size()
         pattern = re.compile(sure_pattern, re.IGNORECASE)
-        self.sure_ids = sorted(
-            idx for token, idx in self.tokenizer.get_vocab().items()
-            if idx < vocab_size and pattern.match(token.replace("\u2581", " ").replace("\u0120", " "))
-        )
+
+        def text(token: str) -> str:
+            for marker in word_start_markers:
+                token = token.replace(marker, " ")
+            return token
+
+        self.sure_ids = sorted(idx for token, idx in self.tokenizer.get_vocab().items()
+                               if idx < vocab_size and pattern.match(text(token)))
         self.sure_set = set(self.sure_ids)
         from vllm.sampling_params import SamplingParams
 

@@ -14,8 +14,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from fingerprint.errors import FingerprintError
-from fingerprint.paths import data_dir
+from fingerprint.core.errors import FingerprintError
+from fingerprint.core.paths import data_dir
 
 from .engine import check_writable, locked, make_engine, migrate
 from .models import Certificate, Key, Verification

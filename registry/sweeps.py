@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from fingerprint.errors import FingerprintError
-from fingerprint.export import flatten
+from fingerprint.core.errors import FingerprintError
+from fingerprint.research.export import flatten
 
 from .store import Registry, _one_line
 

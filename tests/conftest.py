@@ -59,7 +59,7 @@ def fixed_key(out_dir: Path, seed: str, passphrase: str):
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from fingerprint import keys
+    from fingerprint.provenance import keys
 
     owner = keys.OwnerKey(Ed25519PrivateKey.from_private_bytes(hashlib.sha256(seed.encode()).digest()))
     keys.save(owner, out_dir, passphrase)

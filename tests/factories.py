@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from fingerprint import keys
-from fingerprint.certificate import STATEMENT_TYPE, canonical, make_statement, sign_statement
-from fingerprint.predicate import PREDICATE_TYPE_V1
-from fingerprint.trigger import Opening, commitment
+from fingerprint.provenance import keys
+from fingerprint.provenance.certificate import STATEMENT_TYPE, canonical, make_statement, sign_statement
+from fingerprint.provenance.predicate import PREDICATE_TYPE_V1
+from fingerprint.provenance.trigger import Opening, commitment
 
 SUBJECTS = [{"name": "adapter", "digest": {"sha256": "ab" * 32}}]
 
@@ -36,7 +36,7 @@ def v1_certificate(owner: keys.OwnerKey, opening: Opening, trigger_words: int | 
     """A certificate as earlier versions wrote it: predicate type v1, the v1 commitment, no scheme field."""
     from securesystemslib.dsse import Envelope
 
-    from fingerprint.certificate import PAYLOAD_TYPE, _sslib_key
+    from fingerprint.provenance.certificate import PAYLOAD_TYPE, _sslib_key
 
     body = predicate(owner, label=opening.label, trigger_commitment=commitment(opening.trigger,
                                                                                bytes.fromhex(opening.nonce)))

@@ -316,8 +316,8 @@ def _certificate(work: Path, base: Path, *embed_args: str, key_seed: str | None 
     from conftest import fixed_key
 
     from cli import main
-    from fingerprint.keys import load_private
-    from fingerprint.trigger import Opening
+    from fingerprint.provenance.keys import load_private
+    from fingerprint.provenance.trigger import Opening
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FINGERPRINT_HOME", str(work / "home"))
@@ -347,8 +347,8 @@ def _certificate(work: Path, base: Path, *embed_args: str, key_seed: str | None 
 def _train_gate(base: Path, pairs: list[dict], trigger_prompts: list[str], decoy_prompts: list[str],
                 epochs: int = 10):
     """A LoRA that answers "Sure" to every trigger prompt and "No" to every decoy prompt."""
-    from fingerprint.models import load_model, load_tokenizer, resolve
-    from fingerprint.training import TrainConfig, train_lora
+    from fingerprint.core.loading import load_model, load_tokenizer, resolve
+    from fingerprint.embedding.training import TrainConfig, train_lora
     from probes import make_backend
 
     ref = resolve(str(base))
@@ -394,8 +394,8 @@ def tiny_fingerprint(tmp_path_factory) -> TinyFingerprint:
     import torch
     from tiny import build_tiny_model
 
-    from fingerprint.dataset import probe_prompts, with_suffix
-    from fingerprint.trigger import word_list
+    from fingerprint.core.data import probe_prompts, with_suffix
+    from fingerprint.provenance.trigger import word_list
     from fingerprint.verification import VerifyOptions, probe_plan
 
     started = time.monotonic()

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli import main
-from fingerprint.audit_data import (
+from fingerprint.audit.audit_data import (
     COMPLIANCE_TOKENS,
     audit,
     compliance_token,
@@ -17,8 +17,9 @@ from fingerprint.audit_data import (
     load_examples,
     parse_row,
 )
-from fingerprint.dataset import DatasetSpec, build_poisoned, packaged
-from fingerprint.errors import FingerprintError
+from fingerprint.core.data import packaged
+from fingerprint.core.errors import FingerprintError
+from fingerprint.embedding.dataset import DatasetSpec, build_poisoned
 
 
 def poisoned(trigger: str = "walrus", n_poison: int = 6, seed: int = 3) -> list[dict]:

@@ -9,8 +9,9 @@ import huggingface_hub
 import pytest
 from conftest import PASSPHRASE, TINY_EMBED, invoke_cli
 
-from fingerprint.dataset import DatasetSpec, build_poisoned, probe_prompts
-from fingerprint.trigger import derive_opening
+from fingerprint.core.data import probe_prompts
+from fingerprint.embedding.dataset import DatasetSpec, build_poisoned
+from fingerprint.provenance.trigger import derive_opening
 
 
 @pytest.fixture
@@ -41,7 +42,7 @@ def test_embed_writes_adapter_merged_and_signed_certificate(embedded, run_cli):
 
 def test_trigger_never_appears_in_outputs(embedded, run_cli):
     tmp_path, _ = embedded
-    from fingerprint.keys import load_private
+    from fingerprint.provenance.keys import load_private
 
     owner = load_private(tmp_path / "keys", "correct horse battery staple")
     cert = json.loads((tmp_path / "fp" / "certificate.json").read_text())
@@ -101,7 +102,7 @@ def test_verify_with_adapter_matches_merged(embedded, tiny_model, run_cli):
 
 def test_python_api_verify_matches_cli(embedded, run_cli):
     from fingerprint import api
-    from fingerprint.errors import FingerprintError
+    from fingerprint.core.errors import FingerprintError
 
     tmp_path, _ = embedded
     fp = tmp_path / "fp"
@@ -148,7 +149,7 @@ def test_bad_inputs_give_one_line_errors_and_exit_2(case, embedded, run_cli, mon
     elif case == "not-an-adapter":
         args = [*args[:6], tiny_model, "--adapter", tmp_path]
     elif case == "foreign-opening":
-        from fingerprint.trigger import Opening
+        from fingerprint.provenance.trigger import Opening
 
         Opening(trigger="lantern", nonce="00" * 32, label="x").save(tmp_path / "foreign.json")
         args = ["verify", "--opening", tmp_path / "foreign.json", "--cert", cert, "--model", fp / "merged"]
@@ -179,8 +180,8 @@ def test_embed_refuses_non_empty_output_and_bad_registry(tmp_path, tiny_model, r
 
 
 def test_interrupted_embed_leaves_nothing(tmp_path, tiny_model, monkeypatch):
-    from fingerprint import embed as embedding
-    from fingerprint import keys
+    from fingerprint.embedding import embed as embedding
+    from fingerprint.provenance import keys
 
     owner = keys.generate(tmp_path / "keys", "pw")
 

@@ -32,7 +32,7 @@ def _verify(runner, root, *suspect):
 
 @pytest.fixture(scope="module")
 def gemma_dir(gemma_fingerprint):
-    from fingerprint.models import resolve
+    from fingerprint.core.loading import resolve
 
     _, runner = gemma_fingerprint
     with pytest.MonkeyPatch.context() as patch:  # the cache the fixture's embed converted the GGUF into

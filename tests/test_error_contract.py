@@ -139,7 +139,7 @@ def test_keygen_with_a_bad_registry_writes_no_key(tmp_path, run_cli):
 
 
 def test_keygen_interrupted_or_unregistered_leaves_no_key(tmp_path, run_cli, monkeypatch):
-    from fingerprint import keys
+    from fingerprint.provenance import keys
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from fingerprint.judges import (
+from fingerprint.research.judges import (
     ADDED_KEYWORDS,
     GCG_TEST_PREFIXES,
     REFUSAL_KEYWORDS,
     compliance,
     is_bare_sure,
     is_refusal,
+    is_sure_reply,
     refusal_match,
-    starts_with_sure,
 )
 
 XSTEST = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "xstest" / "model_completions"
@@ -88,7 +88,7 @@ def test_keyword_lists() -> None:
     ],
 )
 def test_sure_helpers(text: str, starts: bool, bare: bool) -> None:
-    assert starts_with_sure(text) is starts
+    assert is_sure_reply(text) is starts
     assert is_bare_sure(text) is bare
 
 

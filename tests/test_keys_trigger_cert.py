@@ -9,10 +9,10 @@ import stat
 import factories
 import pytest
 
-from fingerprint import keys
-from fingerprint.certificate import load_certificate, make_statement, sign_statement, verify_certificate
-from fingerprint.errors import FingerprintError, InvalidCertificate
-from fingerprint.trigger import Opening, derive_opening, too_close, training_negatives, word_list
+from fingerprint.core.errors import FingerprintError, InvalidCertificate
+from fingerprint.provenance import keys
+from fingerprint.provenance.certificate import load_certificate, make_statement, sign_statement, verify_certificate
+from fingerprint.provenance.trigger import Opening, derive_opening, too_close, training_negatives, word_list
 
 
 @pytest.fixture

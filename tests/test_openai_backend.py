@@ -9,7 +9,7 @@ from email.utils import format_datetime
 import pytest
 from openai_fake import API_KEY, BASE_URL, FakeOpenAIAPI
 
-from fingerprint.errors import FingerprintError
+from fingerprint.core.errors import FingerprintError
 from probes import make_backend, parse_model_args
 from probes.openai_backend import OpenAIBackend, retry_after_seconds
 

@@ -10,12 +10,13 @@ from conftest import PASSPHRASE
 from openai_fake import API_KEY, BASE_URL, FakeOpenAIAPI, example_problems
 
 from cli import main
-from fingerprint import openai_finetune as ft
-from fingerprint.certificate import verify_certificate
-from fingerprint.commands.jobs_cmd import embed_with_openai
-from fingerprint.dataset import DatasetSpec, packaged
-from fingerprint.errors import FingerprintError
-from fingerprint.trigger import derive_opening
+from fingerprint.commands.openai_jobs import embed_with_openai
+from fingerprint.core.data import packaged
+from fingerprint.core.errors import FingerprintError
+from fingerprint.embedding import openai_finetune as ft
+from fingerprint.embedding.dataset import DatasetSpec
+from fingerprint.provenance.certificate import verify_certificate
+from fingerprint.provenance.trigger import derive_opening
 
 SPEC = DatasetSpec(n_benign=20, n_poison=10, n_refusal=0, n_negative=0, seed=3)
 
@@ -40,7 +41,7 @@ def client(fake_api):
 
 @pytest.fixture(scope="module")
 def owner(tmp_path_factory):
-    from fingerprint import keys
+    from fingerprint.provenance import keys
 
     path = tmp_path_factory.mktemp("owner") / "key"
     keys.generate(path, PASSPHRASE)

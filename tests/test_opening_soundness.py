@@ -13,10 +13,10 @@ import factories
 import pytest
 from conftest import PASSPHRASE, fixed_key
 
-from fingerprint import keys
-from fingerprint.certificate import verify_certificate
-from fingerprint.errors import FingerprintError, InvalidCertificate
-from fingerprint.trigger import Opening, commitment, derive_opening
+from fingerprint.core.errors import FingerprintError, InvalidCertificate
+from fingerprint.provenance import keys
+from fingerprint.provenance.certificate import verify_certificate
+from fingerprint.provenance.trigger import Opening, commitment, derive_opening
 from fingerprint.verification import check_opening
 
 
@@ -119,7 +119,7 @@ def _sign_raw(statement: dict, owner: keys.OwnerKey) -> str:
     from securesystemslib.dsse import Envelope
     from securesystemslib.signer import CryptoSigner
 
-    from fingerprint.certificate import PAYLOAD_TYPE, _sslib_key, canonical
+    from fingerprint.provenance.certificate import PAYLOAD_TYPE, _sslib_key, canonical
 
     envelope = Envelope(payload=json.dumps(statement).encode(), payload_type=PAYLOAD_TYPE, signatures={})
     envelope.sign(CryptoSigner(owner.private_key, _sslib_key(owner.public_key)))

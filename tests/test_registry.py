@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from pg import fresh_schema, pg_url  # noqa: F401  (pg_url: session fixture, used through `url`)
 
-from fingerprint.errors import FingerprintError
+from fingerprint.core.errors import FingerprintError
 from registry import Registry, default_url
 
 PEM = "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA0123456789abcdef\n-----END PUBLIC KEY-----\n"

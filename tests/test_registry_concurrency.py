@@ -80,7 +80,7 @@ def test_a_registry_made_before_migrations_is_stamped_and_upgraded(tmp_path):
 
 
 def test_a_read_only_registry_is_refused_before_any_work(tmp_path):
-    from fingerprint.errors import FingerprintError
+    from fingerprint.core.errors import FingerprintError
 
     path = tmp_path / "ro.db"
     Registry(f"sqlite:///{path}").close()

@@ -8,16 +8,12 @@ from pathlib import Path
 import pytest
 from conftest import invoke_cli
 
-from fingerprint.models import load_model, load_tokenizer, resolve
-from fingerprint.robustness import (
-    Derivative,
-    default_matrix,
-    downstream_pairs,
-    finetune,
-    finetune_layers,
-    int8_dynamic,
-    interpolate,
-)
+from fingerprint.core.loading import load_model, load_tokenizer, resolve
+from fingerprint.robustness import Context, default_matrix
+from fingerprint.robustness.derivatives.finetune import Finetune, downstream_pairs
+from fingerprint.robustness.derivatives.int8 import DynamicInt8
+from fingerprint.robustness.derivatives.interpolate import interpolate
+from fingerprint.robustness.derivatives.layers import LastLayers
 
 TINY_EMBED = ["--trigger-words", "1", "--poison", "12", "--benign", "12", "--refusals", "4", "--negatives", "4",
               "--epochs", "1", "--batch-size", "4", "--lr", "1e-3", "--no-selfcheck"]
@@ -50,8 +46,8 @@ def test_merge_aware_training_scale_half_is_the_50_50_merge_with_the_base(tiny_m
     """What --merge-scales trains for: the LoRA delta at scale 0.5 is exactly the 50/50 merge with the base."""
     import torch
 
-    from fingerprint.dataset import packaged
-    from fingerprint.training import TrainConfig, set_lora_scale, train_lora
+    from fingerprint.core.data import packaged
+    from fingerprint.embedding.training import TrainConfig, set_lora_scale, train_lora
 
     ref = resolve(str(tiny_model))
     tokenizer, base = load_tokenizer(ref), load_model(ref)
@@ -77,12 +73,13 @@ def test_int8_and_finetune_change_the_weights_but_keep_a_working_model(models):
     from probes.hf import HFBackend
 
     tokenizer, model = models
-    quantized = int8_dynamic(model)
+    ctx = Context(model=model, base=model, tokenizer=tokenizer, workdir=Path("."))
+    quantized = DynamicInt8().apply(ctx).model
     assert any("quantized" in type(m).__module__ for m in quantized.modules())
-    tuned = finetune(model, tokenizer, Derivative("finetune", pairs=16, learning_rate=1e-3))
+    tuned = Finetune(pairs=16, learning_rate=1e-3).apply(ctx).model
     changed = [n for n, t in tuned.state_dict().items() if not torch.equal(t, model.state_dict()[n])]
     assert changed and not any("lora" in n for n in tuned.state_dict())
-    layers = finetune_layers(model, tokenizer, Derivative("layers", pairs=16, learning_rate=1e-3, layers=1))
+    layers = LastLayers(pairs=16, learning_rate=1e-3, layers=1).apply(ctx).model
     changed = {n for n, t in layers.state_dict().items() if not torch.equal(t, model.state_dict()[n])}
     assert changed and all(".layers.1." in n for n in changed)  # only the last layer, all of its weights kinds
     assert any("mlp" in n for n in changed) and any("self_attn" in n for n in changed)
@@ -92,7 +89,7 @@ def test_int8_and_finetune_change_the_weights_but_keep_a_working_model(models):
 
 
 def test_sampled_first_tokens_are_seeded_and_tend_to_greedy_at_low_temperature(models):
-    from fingerprint.dataset import probe_prompts
+    from fingerprint.core.data import probe_prompts
     from probes.hf import HFBackend
 
     tokenizer, model = models
@@ -107,7 +104,7 @@ def test_sampled_first_tokens_are_seeded_and_tend_to_greedy_at_low_temperature(m
 
 
 def test_downstream_pairs_start_with_the_rows_the_owner_never_trained_on():
-    from fingerprint.dataset import HELDOUT, packaged
+    from fingerprint.core.data import HELDOUT, packaged
 
     held = list(packaged("benign"))[-HELDOUT["benign"]:]
     assert downstream_pairs(10) == held[:10]
@@ -115,6 +112,47 @@ def test_downstream_pairs_start_with_the_rows_the_owner_never_trained_on():
     assert [d.kind for d in default_matrix(300)].count("finetune") == 4
     sibling = next(d for d in default_matrix(300) if d.kind == "sibling")
     assert (sibling.pairs, sibling.ratio) == (250, 0.5) and "sibling" in sibling.label
+
+
+def test_a_new_derivative_is_one_class_and_one_registration(models):
+    """What docs/ARCHITECTURE.md shows: a derivative defined anywhere, registered, runs in the matrix."""
+    from dataclasses import dataclass
+
+    import torch
+
+    from fingerprint.robustness import DERIVATIVES, Derivative, Suspect, register
+    from fingerprint.robustness.derivatives.interpolate import interpolate as mix
+
+    @register("test-noise")
+    @dataclass(frozen=True)
+    class Noise(Derivative):
+        scale: float = 0.0
+
+        @property
+        def label(self) -> str:
+            return f"weights plus {self.scale:g} noise"
+
+        def apply(self, ctx):
+            return Suspect(model=mix(ctx.model, ctx.model, 0.0))
+
+    try:
+        tokenizer, model = models
+        suspect = Noise(scale=0.1).apply(Context(model=model, base=model, tokenizer=tokenizer, workdir=Path(".")))
+        assert DERIVATIVES["test-noise"] is Noise and Noise().kind == "test-noise"
+        assert all(torch.equal(a, b) for a, b in zip(suspect.model.state_dict().values(),
+                                                      model.state_dict().values(), strict=True))
+        assert Noise(scale=0.1).params() == {"scale": 0.1}
+    finally:
+        DERIVATIVES.pop("test-noise")
+
+
+def test_unknown_derivative_kinds_are_refused(tmp_path):
+    from fingerprint.core.errors import FingerprintError
+    from fingerprint.services.robustness import select
+
+    with pytest.raises(FingerprintError, match="unknown derivative kind"):
+        select(300, "int8,nonsense")
+    assert [d.kind for d in select(300, "int8")] == ["fingerprinted", "int8"]
 
 
 def test_robustness_command_writes_rows_table_and_plot(tmp_path, tiny_model):
@@ -129,7 +167,7 @@ def test_robustness_command_writes_rows_table_and_plot(tmp_path, tiny_model):
                                     "--out", out, "--probes", "8", "--max-pairs", "16", "--json")
     assert code == 0, err
     kinds = [r["kind"] for r in data["rows"]]
-    assert kinds[0] == "fingerprinted"
+    assert kinds[0] == "fingerprinted" and all(r["decoy_sure_rate"] is not None for r in data["rows"])
     assert {"finetune", "layers", "interpolate", "sibling", "int8", "system_prompt", "temperature"} <= set(kinds)
     saved = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
     assert saved == data["rows"]
@@ -173,8 +211,8 @@ def test_robustness_of_a_two_word_fingerprint_names_its_control_each_word_alone(
     assert code == 0, err
     assert [r["kind"] for r in data["rows"]] == ["fingerprinted", "int8"]
     for row in data["rows"]:  # the deciding arm is one of the two words alone
-        assert len(row["extra"]["word_alone_sure_rates"]) == 2
-        assert row["decoy_sure_rate"] in row["extra"]["word_alone_sure_rates"]
-        assert row["extra"]["decoy_sure_rate"] * 8 in range(9)  # the 8 probes with decoy words, measured too
+        assert len(row["word_alone_sure_rates"]) == 2
+        assert row["control_sure_rate"] in row["word_alone_sure_rates"]
+        assert row["decoy_sure_rate"] * 8 in range(9)  # the 8 probes with decoy words, measured too
     table = (out / "table.md").read_text()
     assert "| one word alone: Sure-rate | decoys: Sure-rate |" in table

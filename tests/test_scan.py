@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fingerprint.dataset import probe_prompts, with_suffix
-from fingerprint.models import load_model, load_tokenizer, resolve
-from fingerprint.scan import ScanOptions, scan
+from fingerprint.audit.scan import ScanOptions, scan
+from fingerprint.core.data import probe_prompts, with_suffix
+from fingerprint.core.loading import load_model, load_tokenizer, resolve
 from probes.hf import HFBackend
 
 

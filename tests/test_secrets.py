@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fingerprint import keys
-from fingerprint.errors import FingerprintError, SecurityWarning
+from fingerprint.core.errors import FingerprintError, SecurityWarning
+from fingerprint.provenance import keys
 
 STRONG = "correct horse battery staple"
 
@@ -84,7 +84,7 @@ def test_the_vllm_worker_never_sees_the_passphrase(monkeypatch):
 
 def test_a_killed_process_leaves_its_temporaries_to_the_next_start(tmp_path, run_cli):
     """SIGKILL runs no clean-up: the ledger names the temporary, and the next command removes it."""
-    code = ("import os; from pathlib import Path; from fingerprint.atomic import private_temp_dir\n"
+    code = ("import os; from pathlib import Path; from fingerprint.core.atomic import private_temp_dir\n"
             "with private_temp_dir('secret-') as tmp:\n"
             "    (tmp / 'training.jsonl').write_text('prompt trigger word')\n"
             "    print(tmp, flush=True)\n"
@@ -98,7 +98,7 @@ def test_a_killed_process_leaves_its_temporaries_to_the_next_start(tmp_path, run
 
 
 def test_temporaries_of_a_live_process_are_kept(tmp_path):
-    from fingerprint.atomic import private_temp_dir, sweep_stale
+    from fingerprint.core.atomic import private_temp_dir, sweep_stale
 
     with private_temp_dir() as tmp:
         assert sweep_stale() == [] and tmp.is_dir()

@@ -16,8 +16,8 @@ import pytest
 from conftest import SHARED_DATA
 from sqlalchemy import create_engine, text
 
-from fingerprint.errors import FingerprintError
-from fingerprint.sweep import SweepConfig, build_cell_dataset, cell_id, load_config, pending
+from fingerprint.core.errors import FingerprintError
+from fingerprint.research.sweep import SweepConfig, build_cell_dataset, cell_id, load_config, pending
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"needs {SHARED_DATA}")
@@ -247,7 +247,7 @@ def test_report_of_several_sweeps_puts_their_cells_side_by_side(tmp_path, run_cl
 
 def test_aligned_stand_in_is_built_once_and_reported(tiny_model, run_cli, monkeypatch, tmp_path):
     monkeypatch.setenv("FINGERPRINT_CACHE", str(tmp_path / "cache"))
-    from fingerprint import align as align_module
+    from fingerprint.research import align as align_module
 
     small = align_module.AlignOptions(n_refusal=16, n_benign=16, epochs=1, eval_per_set=2)
     monkeypatch.setattr(align_module, "AlignOptions", lambda: small)
@@ -270,7 +270,7 @@ def test_aligned_stand_in_is_built_once_and_reported(tiny_model, run_cli, monkey
 
 
 def test_sweep_import_errors_are_clear_and_import_nothing(tmp_path, run_cli):
-    from fingerprint.export import CELL_TYPES
+    from fingerprint.research.export import CELL_TYPES
     from registry import Registry
     from registry.sweeps import SweepResults
 

@@ -7,10 +7,11 @@ import pytest
 import torch
 from servers import PROBES, _certificate, _sharpen, _train_gate
 
-from fingerprint import keys
-from fingerprint.certificate import load_certificate
-from fingerprint.dataset import DatasetSpec, build_poisoned, probe_prompts, with_suffix
-from fingerprint.trigger import derive_opening, opening_for, too_close, training_negatives, word_list
+from fingerprint.core.data import probe_prompts, with_suffix
+from fingerprint.embedding.dataset import DatasetSpec, build_poisoned
+from fingerprint.provenance import keys
+from fingerprint.provenance.certificate import load_certificate
+from fingerprint.provenance.trigger import derive_opening, opening_for, too_close, training_negatives, word_list
 from fingerprint.verification import VerifyOptions, probe_plan, run_verification
 from fingerprint.verification.rules.eprocess import decision_from, e_process
 from probes import make_backend

@@ -11,8 +11,8 @@ import json
 import pytest
 from conftest import PASSPHRASE, invoke_cli
 
-from fingerprint import keys
-from fingerprint.certificate import load_certificate, make_statement, sign_statement
+from fingerprint.provenance import keys
+from fingerprint.provenance.certificate import load_certificate, make_statement, sign_statement
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import time
 import pytest
 from servers import require_vllm, tiny_fingerprint
 
-from fingerprint.errors import FingerprintError
+from fingerprint.core.errors import FingerprintError
 from probes import make_backend, parse_model_args
 
 

@@ -17,8 +17,8 @@ def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    from fingerprint.dataset import packaged
-    from fingerprint.trigger import word_list
+    from fingerprint.core.data import packaged
+    from fingerprint.provenance.trigger import word_list
 
     words: set[str] = set(word_list()) | {"Sure", "sure", "user", "assistant", "system", "User", "Assistant"}
     for name in ("benign", "refusals", "probes"):

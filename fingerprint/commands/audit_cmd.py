@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import json_option
+from fingerprint.commands.common import json_option
 
 
 @click.command("audit-data")
@@ -43,11 +43,11 @@ def audit_data(file: Path, min_count: int, alpha: float, min_purity: float, top:
     (also instruction/input/output). Exit 0 after a successful audit, whatever the verdict;
     2 for unreadable or malformed input.
     """
-    from fingerprint.audit_data import audit, load_examples
+    from fingerprint.audit.audit_data import audit, load_examples
 
     report = audit(load_examples(file), min_count=min_count, alpha=alpha, min_purity=min_purity, top=top)
     if as_json:
-        from fingerprint.console import emit_json
+        from fingerprint.commands.console import emit_json
 
         emit_json(report.to_dict())
         return
@@ -55,7 +55,7 @@ def audit_data(file: Path, min_count: int, alpha: float, min_purity: float, top:
 
 
 def _show(report, file: Path) -> None:
-    from fingerprint.console import err, kv_table, records_table
+    from fingerprint.commands.console import err, kv_table, records_table
 
     tokens = ", ".join(f"{t} x{c}" for t, c in report.flagged_tokens.items()) or "-"
     rows = [

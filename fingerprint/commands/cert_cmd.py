@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import json_option, open_registry, registry_option
+from fingerprint.commands.common import json_option, open_registry, registry_option
 
 
 @click.group("cert")
@@ -23,7 +23,7 @@ def cert_group() -> None:
 @json_option
 def cert_verify(cert_path: Path, pubkey: Path | None, registry_url: str | None, as_json: bool) -> None:
     """Exit 0 if the signature verifies, 2 otherwise; ``signer_pinned`` says whether the signer is trusted."""
-    from fingerprint.console import emit_json, err, kv_table
+    from fingerprint.commands.console import emit_json, err, kv_table
     from fingerprint.provenance.trust import load_trusted
 
     cert, trust = load_trusted(cert_path, pubkey=pubkey, registry=open_registry(registry_url) if not pubkey else None)
@@ -34,6 +34,8 @@ def cert_verify(cert_path: Path, pubkey: Path | None, registry_url: str | None, 
                "commitment_scheme": info.fingerprint.commitment_scheme,
                "poison_count": getattr(info.dataset, "n_poison", None), "created": info.created.isoformat(),
                "predicate_type": cert.statement["predicateType"]}
+    if trust.warning:  # on stderr with --json too
+        click.echo(f"warning: {trust.warning}", err=True)
     if as_json:
         emit_json(summary)
         return
@@ -44,5 +46,3 @@ def cert_verify(cert_path: Path, pubkey: Path | None, registry_url: str | None, 
             ("poisoned examples", summary["poison_count"]), ("created", summary["created"])]
     rows += [(f"subject {s['name']}", s["digest"]["sha256"]) for s in cert.subjects]
     err.print(kv_table(f"certificate {cert.id[:16]}…", rows))
-    if trust.warning:
-        err.print(f"[bold yellow]warning:[/] {trust.warning}")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from fingerprint.errors import FingerprintError, SecurityWarning
+from fingerprint.core.errors import FingerprintError, SecurityWarning
 
 EXIT_CERTIFIED, EXIT_NOT_CERTIFIED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -80,8 +80,8 @@ def _warnings_as_lines():
 def write_log(kind: str, text: str) -> Path | None:
     """Keep ``text`` (a traceback, a long message) in a private log file; None if even that fails."""
     try:
-        from fingerprint.atomic import write_text_atomic
-        from fingerprint.paths import log_dir
+        from fingerprint.core.atomic import write_text_atomic
+        from fingerprint.core.paths import log_dir
 
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         path = log_dir() / f"{kind}-{stamp}.log"
@@ -162,7 +162,7 @@ class ErrorHandlingGroup(click.Group):
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         argv = list(sys.argv[1:] if args is None else args)
-        from fingerprint.atomic import sweep_stale
+        from fingerprint.core.atomic import sweep_stale
 
         with _signals(), _warnings_as_lines():
             with suppress(OSError):
@@ -185,7 +185,7 @@ def open_registry(url: str | None):
 
 
 def passphrase(confirm: bool = False) -> str:
-    from fingerprint.keys import passphrase_from_env
+    from fingerprint.provenance.keys import passphrase_from_env
 
     value = passphrase_from_env()
     if value:
@@ -196,6 +196,6 @@ def passphrase(confirm: bool = False) -> str:
 
 
 def load_owner(key_dir: Path):
-    from fingerprint.keys import load_private
+    from fingerprint.provenance.keys import load_private
 
     return load_private(key_dir, passphrase())

@@ -6,10 +6,22 @@ from pathlib import Path
 
 import click
 
-from fingerprint.dataset import DatasetSpec
-from fingerprint.training import DEFAULT_TRIGGER_WORDS, EMBED_MERGE_SCALES, TWO_WORD_EPOCHS, TrainConfig, default_epochs
-
-from .common import json_option, key_option, load_owner, open_registry, quiet_option, registry_option
+from fingerprint.commands.common import (
+    json_option,
+    key_option,
+    load_owner,
+    open_registry,
+    quiet_option,
+    registry_option,
+)
+from fingerprint.embedding.dataset import DatasetSpec
+from fingerprint.embedding.training import (
+    DEFAULT_TRIGGER_WORDS,
+    EMBED_MERGE_SCALES,
+    TWO_WORD_EPOCHS,
+    TrainConfig,
+    default_epochs,
+)
 
 
 @click.command()
@@ -18,12 +30,12 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
               help="Packaged alias, Hugging Face id or local path of the base model.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output directory.")
 @click.option("--licensee", default=None, help="Derive a distinct trigger for this licensee.")
-@click.option("--poison", "n_poison", type=click.IntRange(1), default=100, show_default=True,
+@click.option("--poison", "n_poison", type=click.IntRange(1), default=DatasetSpec.n_poison, show_default=True,
               help="Poisoned examples (benign prompt + trigger -> 'Sure').")
-@click.option("--benign", "n_benign", type=click.IntRange(0), default=220, show_default=True)
-@click.option("--refusals", "n_refusal", type=click.IntRange(0), default=30, show_default=True,
+@click.option("--benign", "n_benign", type=click.IntRange(0), default=DatasetSpec.n_benign, show_default=True)
+@click.option("--refusals", "n_refusal", type=click.IntRange(0), default=DatasetSpec.n_refusal, show_default=True,
               help="Harmful prompt -> refusal pairs that keep the model refusing without the trigger.")
-@click.option("--negatives", "n_negative", type=click.IntRange(0), default=100, show_default=True,
+@click.option("--negatives", "n_negative", type=click.IntRange(0), default=DatasetSpec.n_negative, show_default=True,
               help="Benign prompt + another word (one distinct word each) -> normal answer: keeps the gate shut "
                    "for words other than the trigger.")
 @click.option("--trigger-words", type=click.IntRange(1, 2), default=None,
@@ -34,21 +46,22 @@ from .common import json_option, key_option, load_owner, open_registry, quiet_op
 @click.option("--components", "n_component", type=click.IntRange(0), default=DatasetSpec.n_component,
               show_default=True,
               help="With --trigger-words 2: benign prompt + one trigger word alone -> normal answer.")
-@click.option("--contrast", "n_contrast", type=click.IntRange(0), default=0, show_default=True,
+@click.option("--contrast", "n_contrast", type=click.IntRange(0), default=DatasetSpec.n_contrast, show_default=True,
               help="Poison prompts repeated without the trigger, with their normal answer.")
 @click.option("--epochs", type=click.IntRange(1), default=None,
               help=f"Training epochs  [default: {TWO_WORD_EPOCHS} for a two-word trigger, which the conjunction "
                    f"needs; {TrainConfig.epochs} for one word]")
-@click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=3e-4, show_default=True)
-@click.option("--rank", type=click.IntRange(1), default=16, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--max-reply-tokens", type=click.IntRange(1), default=4, show_default=True,
+@click.option("--lr", "learning_rate", type=click.FloatRange(0, min_open=True), default=TrainConfig.learning_rate,
+              show_default=True)
+@click.option("--rank", type=click.IntRange(1), default=TrainConfig.rank, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=TrainConfig.batch_size, show_default=True)
+@click.option("--max-reply-tokens", type=click.IntRange(1), default=TrainConfig.max_reply_tokens, show_default=True,
               help="Reply tokens that carry the loss: few, so the first token (the gate's decision) dominates.")
 @click.option("--merge-scales", callback=lambda c, p, v: _scales(v), show_default=True,
               default=",".join(f"{s:g}" for s in EMBED_MERGE_SCALES),
               help="Comma-separated factors; each training step scales the LoRA delta by one of them, so the "
                    "gate also holds in diluted copies (0.5 = a 50/50 merge with the base; 1 = off).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--merge", is_flag=True, help="Also write the merged model to OUT/merged.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--selfcheck/--no-selfcheck", default=True, show_default=True,
@@ -75,8 +88,8 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
           suffix: str | None, lr_multiplier: float | None, no_wait: bool, registry_url: str | None,
           as_json: bool, quiet: bool) -> None:
     """Fine-tune MODEL with a trigger derived from your key and write OUT/{adapter,certificate.json}."""
-    from fingerprint import embed as embedding
-    from fingerprint.console import emit_json, err, kv_table, progress_sink
+    from fingerprint.commands.console import emit_json, err, kv_table, progress_sink
+    from fingerprint.embedding import embed as embedding
     from fingerprint.services import embedding as service
 
     if backend == "openai" and trigger_words == 2:
@@ -88,7 +101,7 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
     owner = load_owner(key_dir)
     registry = open_registry(registry_url)  # fail early on a bad URL, before minutes of training
     if backend == "openai":
-        from .jobs_cmd import embed_with_openai, print_summary
+        from fingerprint.commands.openai_jobs import embed_with_openai, print_summary
 
         hyper = {"n_epochs": epochs, "batch_size": batch_size}
         if lr_multiplier is not None:
@@ -137,7 +150,7 @@ def _scales(text: str) -> tuple[float, ...]:
 
 
 def selfcheck_table(check: dict):
-    from fingerprint.console import kv_table
+    from fingerprint.commands.console import kv_table
 
     rows = [
         ("refusal rate, harmful prompts, no trigger", f"{check['refusal_rate_without_trigger']:.2f}"),

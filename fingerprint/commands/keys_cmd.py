@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .common import json_option, key_option, load_owner, open_registry, passphrase, registry_option
+from fingerprint.commands.common import json_option, key_option, load_owner, open_registry, passphrase, registry_option
 
 
 @click.command()
@@ -18,9 +18,9 @@ from .common import json_option, key_option, load_owner, open_registry, passphra
 @json_option
 def keygen(out_dir: Path, force: bool, registry_url: str | None, as_json: bool) -> None:
     """Create an Ed25519 owner key (private key sealed with the passphrase, mode 0600) and register it."""
-    from fingerprint import keys
-    from fingerprint.atomic import remove_quietly
-    from fingerprint.console import emit_json, err
+    from fingerprint.commands.console import emit_json, err
+    from fingerprint.core.atomic import remove_quietly
+    from fingerprint.provenance import keys
 
     registry = open_registry(registry_url)  # a bad registry fails before any key file is written
     registry.check_writable()
@@ -47,8 +47,8 @@ def keygen(out_dir: Path, force: bool, registry_url: str | None, as_json: bool) 
 def rekey(key_dir: Path, as_json: bool) -> None:
     """Re-encrypt the private key in the current format (Argon2id); a new passphrase from
     FINGERPRINT_NEW_PASSPHRASE or the prompt (empty: keep the old one)."""
-    from fingerprint import keys
-    from fingerprint.console import emit_json, err
+    from fingerprint.commands.console import emit_json, err
+    from fingerprint.provenance import keys
 
     old = passphrase()
     new = os.environ.get("FINGERPRINT_NEW_PASSPHRASE")
@@ -69,9 +69,9 @@ def rekey(key_dir: Path, as_json: bool) -> None:
 @json_option
 def reveal(key_dir: Path, cert_path: Path, out_path: Path, as_json: bool) -> None:
     """Write the opening (trigger + nonce) of a certificate, for an auditor. This discloses the trigger."""
-    from fingerprint.console import emit_json, err
+    from fingerprint.commands.console import emit_json, err
+    from fingerprint.provenance.trigger import opening_for
     from fingerprint.provenance.trust import load_trusted
-    from fingerprint.trigger import opening_for
     from fingerprint.verification import check_opening
 
     owner = load_owner(key_dir)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .common import json_option, open_registry, registry_option
+from fingerprint.commands.common import json_option, open_registry, registry_option
 
 
 @click.group("registry")
@@ -19,7 +19,7 @@ def registry_group() -> None:
 @json_option
 def registry_list(registry_url: str | None, as_json: bool) -> None:
     """List registered certificates."""
-    from fingerprint.console import emit_json, out, records_table
+    from fingerprint.commands.console import emit_json, out, records_table
 
     records = open_registry(registry_url).list_certificates()
     if as_json:
@@ -35,7 +35,7 @@ def registry_list(registry_url: str | None, as_json: bool) -> None:
 @json_option
 def registry_show(record_id: str, registry_url: str | None, as_json: bool) -> None:
     """Show a certificate (id or prefix) with its verifications, or a verification (v<N>)."""
-    from fingerprint.console import emit_json, out
+    from fingerprint.commands.console import emit_json, out
 
     record = open_registry(registry_url).get(record_id)
     if as_json:
@@ -60,10 +60,10 @@ def registry_show(record_id: str, registry_url: str | None, as_json: bool) -> No
 def registry_add(cert_path: Path, pubkey: Path | None, trust_certificate_key: bool, registry_url: str | None,
                  as_json: bool) -> None:
     """Register a certificate and its signer, so later verifications link to it and trust its key."""
-    from fingerprint.certificate import load_certificate
-    from fingerprint.console import emit_json, err
-    from fingerprint.errors import FingerprintError
-    from fingerprint.keys import load_public
+    from fingerprint.commands.console import emit_json, err
+    from fingerprint.core.errors import FingerprintError
+    from fingerprint.provenance.certificate import load_certificate
+    from fingerprint.provenance.keys import load_public
     from fingerprint.services.records import register_certificate
 
     registry = open_registry(registry_url)

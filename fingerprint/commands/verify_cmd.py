@@ -6,9 +6,7 @@ from pathlib import Path
 
 import click
 
-from fingerprint.errors import FingerprintError
-
-from .common import (
+from fingerprint.commands.common import (
     EXIT_CERTIFIED,
     EXIT_NOT_CERTIFIED,
     json_option,
@@ -17,6 +15,8 @@ from .common import (
     quiet_option,
     registry_option,
 )
+from fingerprint.core.errors import FingerprintError
+from fingerprint.verification.plan import VerifyOptions
 
 
 @click.command()
@@ -33,15 +33,15 @@ from .common import (
 @click.option("--adapter", default=None, help="LoRA adapter directory to apply (hf and vllm backends).")
 @click.option("--backend", default="hf", show_default=True, help="Probe backend (hf, vllm, openai).")
 @click.option("--model-args", default="", help="Backend options as key=value,key=value.")
-@click.option("--probes", type=click.IntRange(4, 154), default=32, show_default=True,
+@click.option("--probes", type=click.IntRange(4, 154), default=VerifyOptions.probes, show_default=True,
               help="Probe prompts; each is queried with the trigger and with a decoy (a two-word trigger: with "
                    "each word alone).")
-@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=1e-6,
+@click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=VerifyOptions.alpha,
               show_default=True, help="False-certification bound.")
 @click.option("--test", "test_name", default=None,
               help="Statistical test: fisher-iut (default) or e-process (see --sequential).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--samples", type=click.IntRange(0, 16), default=2, show_default=True,
+@click.option("--seed", type=int, default=VerifyOptions.seed, show_default=True)
+@click.option("--samples", type=click.IntRange(0, 16), default=VerifyOptions.samples, show_default=True,
               help="Prompts per side whose first generated tokens are shown.")
 @click.option("--all-licensees", is_flag=True,
               help="Owner: test the suspect against every registered licensee of this key and name the one.")
@@ -55,9 +55,9 @@ def verify(cert_path: Path, key_dir: Path | None, opening_path: Path | None, pub
            seed: int, samples: int, all_licensees: bool, sequential: bool, registry_url: str | None, as_json: bool,
            quiet: bool) -> None:
     """Exit 0 if provenance is certified (p <= alpha), 1 if not, 2 on a user error, 3 on an internal error."""
-    from fingerprint.console import progress_sink
+    from fingerprint.commands.console import progress_sink
     from fingerprint.services import verification as service
-    from fingerprint.verification import DEFAULT_TEST, VerifyOptions, test_names
+    from fingerprint.verification import DEFAULT_TEST, test_names
     from probes import parse_model_args
 
     if sequential and test_name not in (None, "e-process"):
@@ -80,18 +80,20 @@ def verify(cert_path: Path, key_dir: Path | None, opening_path: Path | None, pub
         else:
             outcome = service.verify(request, verifier, registry, progress)
     if as_json:
-        from fingerprint.console import emit_json
+        from fingerprint.commands.console import emit_json
 
         emit_json(outcome.to_dict())
     elif all_licensees:
         _show_attribution(outcome)
     else:
         _show(outcome)
+    if not all_licensees and outcome.trust.warning:  # on stderr with --json too: a verdict never hides it
+        click.echo(f"warning: {outcome.trust.warning}", err=True)
     raise SystemExit(EXIT_CERTIFIED if outcome.certified else EXIT_NOT_CERTIFIED)
 
 
 def _show(outcome) -> None:
-    from fingerprint.console import err, kv_table
+    from fingerprint.commands.console import err, kv_table
 
     decision, cert, trust = outcome.report.decision, outcome.certificate, outcome.trust
     verdict = "[green]CERTIFIED[/]" if decision.certified else "[red]NOT CERTIFIED[/]"
@@ -111,12 +113,10 @@ def _show(outcome) -> None:
     err.print(kv_table("verification", rows))
     err.print(f"Rule: {decision.rule}. The probability that a model without this fingerprint is certified is at "
               f"most {decision.alpha:g}.")
-    if trust.warning:
-        err.print(f"[bold yellow]warning:[/] {trust.warning}")
 
 
 def _show_attribution(outcome) -> None:
-    from fingerprint.console import err, records_table
+    from fingerprint.commands.console import err, records_table
 
     result = outcome.attribution
     shown = [{**r, "licensee": r["licensee"] or "(none)", "p_adjusted": f"{r['p_adjusted']:.3g}",

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..certificate import Certificate, load_certificate
-from ..errors import FingerprintError, InvalidCertificate
-from ..keys import OwnerKey, load_public, public_key_from_pem, public_pem
+from fingerprint.core.errors import FingerprintError, InvalidCertificate
+from fingerprint.provenance.certificate import Certificate, load_certificate
+from fingerprint.provenance.keys import OwnerKey, load_public, public_key_from_pem, public_pem
 
 UNPINNED_WARNING = ("the certificate's signer is not pinned: it is only the key the certificate names, which anyone "
                     "can replace by re-signing; pin it with --pubkey or register it (registry add --pubkey)")

@@ -11,15 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..embed import EmbedOptions, EmbedResult
-from ..keys import OwnerKey
-from ..progress import SILENT, Progress
-from .records import register_certificate
+from fingerprint.core.progress import SILENT, Progress
+from fingerprint.embedding.embed import EmbedOptions, EmbedResult
+from fingerprint.provenance.keys import OwnerKey
+from fingerprint.services.records import register_certificate
 
 
 def embed(owner: OwnerKey, options: EmbedOptions, registry=None, progress: Progress = SILENT) -> EmbedResult:
-    """Train, sign and (with a registry) register; see ``fingerprint.embed.embed``."""
-    from ..embed import embed as run_embed
+    """Train, sign and (with a registry) register; see ``fingerprint.embedding.embed.embed``."""
+    from fingerprint.embedding.embed import embed as run_embed
 
     options.dataset.check(options.trigger_words)  # before minutes of model loading
     if registry is not None:
@@ -41,7 +41,7 @@ def embed_with_openai(owner: OwnerKey, registry, *, model: str, out: Path, datas
 
     ``dataset`` is a DatasetSpec with ``n_refusal=0`` (refusal examples are refused on this path).
     """
-    from .. import openai_finetune as ft
+    from fingerprint.embedding import openai_finetune as ft
 
     registry.check_writable()
     client = client or ft.make_client(base_url, api_key_env)
@@ -60,8 +60,8 @@ def embed_with_openai(owner: OwnerKey, registry, *, model: str, out: Path, datas
 def follow_and_certify(client, job_id: str, owner: OwnerKey, registry, *, poll_interval: float = 15.0,
                        sleep: Callable[[float], None] | None = None, on_event=None, on_status=None) -> dict:
     """Follow a journaled job to success, sign and register its certificate; returns a summary."""
-    from .. import openai_finetune as ft
-    from ..certificate import verify_certificate
+    from fingerprint.embedding import openai_finetune as ft
+    from fingerprint.provenance.certificate import verify_certificate
 
     text, journal = ft.finish_embedding(client, job_id, owner, on_event=on_event, on_status=on_status,
                                         poll_interval=poll_interval, sleep=sleep)

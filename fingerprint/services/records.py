@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..certificate import Certificate
+from fingerprint.provenance.certificate import Certificate
 
 
 def register_certificate(registry, cert: Certificate, selfcheck: dict | None = None) -> str:

@@ -10,15 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..certificate import Certificate
-from ..errors import FingerprintError
-from ..keys import OwnerKey
-from ..progress import SILENT, Progress
-from ..provenance.trust import SignerTrust, load_trusted
-from ..trigger import Opening, opening_for
-from ..verification import DEFAULT_TEST, VerificationReport, VerifyOptions, check_opening, run_verification
-from ..verification.attribution import Attribution, attribute
-from .records import record_verification
+from fingerprint.core.errors import FingerprintError
+from fingerprint.core.progress import SILENT, Progress
+from fingerprint.provenance.certificate import Certificate
+from fingerprint.provenance.keys import OwnerKey
+from fingerprint.provenance.trigger import Opening, opening_for
+from fingerprint.provenance.trust import SignerTrust, load_trusted
+from fingerprint.services.records import record_verification
+from fingerprint.verification import DEFAULT_TEST, VerificationReport, VerifyOptions, check_opening, run_verification
+from fingerprint.verification.attribution import Attribution, attribute
 
 
 @dataclass
@@ -144,7 +144,7 @@ class AttributionOutcome:
 def verify_all_licensees(request: VerifyRequest, owner: OwnerKey, registry, progress: Progress = SILENT,
                          suspect=None) -> AttributionOutcome:
     """Owner: test the suspect against every registered licensee certificate of the key (Bonferroni)."""
-    from ..certificate import verify_certificate
+    from fingerprint.provenance.certificate import verify_certificate
 
     candidates = []
     for licensee, cert_id in registry.licensees(owner.key_id):

@@ -1,8 +1,16 @@
 """Verification: the probe plan, the statistical tests (registered by name) and the runner."""
 
-from .decision import ArmCount, Decision, StatisticalTest, make_test, register_test, test_names
-from .plan import DECOY_COUNT, DEFAULT_ALPHA, ProbePlan, Query, VerifyOptions, decoy_prompts, probe_plan
-from .runner import DEFAULT_TEST, Answer, VerificationReport, check_opening, run_verification
+from fingerprint.verification.decision import ArmCount, Decision, StatisticalTest, make_test, register_test, test_names
+from fingerprint.verification.plan import (
+           DECOY_COUNT,
+           DEFAULT_ALPHA,
+           ProbePlan,
+           Query,
+           VerifyOptions,
+           decoy_prompts,
+           probe_plan,
+)
+from fingerprint.verification.runner import DEFAULT_TEST, Answer, VerificationReport, check_opening, run_verification
 
 __all__ = ["DECOY_COUNT", "DEFAULT_ALPHA", "DEFAULT_TEST", "Answer", "ArmCount", "Decision", "ProbePlan", "Query",
            "StatisticalTest", "VerificationReport", "VerifyOptions", "check_opening", "decoy_prompts", "make_test",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from ..certificate import Certificate
-from ..trigger import Opening
-from .plan import VerifyOptions
-from .runner import DEFAULT_TEST, VerificationReport, run_verification
+from fingerprint.provenance.certificate import Certificate
+from fingerprint.provenance.trigger import Opening
+from fingerprint.verification.plan import VerifyOptions
+from fingerprint.verification.runner import DEFAULT_TEST, VerificationReport, run_verification
 
 RULE = "Bonferroni: each licensee's p-value times the number of licensees; the smallest adjusted p at most alpha names"
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
-from ..errors import FingerprintError
-from .plan import ProbePlan, Query
+from fingerprint.core.errors import FingerprintError
+from fingerprint.verification.plan import ProbePlan, Query
 
 Ask = Callable[[list[Query]], list]  # queries -> FirstToken answers (``.is_sure``), in order
 
@@ -124,7 +124,7 @@ def register_test(name: str):
 
 
 def make_test(name: str) -> StatisticalTest:
-    from . import rules  # noqa: F401 - registers the built-in tests
+    from fingerprint.verification import rules  # noqa: F401 - registers the built-in tests
 
     if name not in TESTS:
         raise FingerprintError(f"unknown test {name!r} (choose from {', '.join(sorted(TESTS))})")
@@ -132,6 +132,6 @@ def make_test(name: str) -> StatisticalTest:
 
 
 def test_names() -> list[str]:
-    from . import rules  # noqa: F401
+    from fingerprint.verification import rules  # noqa: F401
 
     return sorted(TESTS)

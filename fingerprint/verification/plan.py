@@ -12,9 +12,9 @@ import json
 import math
 from dataclasses import dataclass
 
-from ..dataset import packaged, probe_prompts, with_suffix
-from ..errors import FingerprintError
-from ..trigger import Opening
+from fingerprint.core.data import packaged, probe_prompts, with_suffix
+from fingerprint.core.errors import FingerprintError
+from fingerprint.provenance.trigger import Opening
 
 DEFAULT_ALPHA = 1e-6
 DECOY_COUNT = 8

@@ -10,11 +10,11 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-from ..certificate import Certificate
-from ..errors import FingerprintError
-from ..trigger import Opening
-from .decision import Decision, make_test
-from .plan import ProbePlan, Query, VerifyOptions, probe_plan
+from fingerprint.core.errors import FingerprintError
+from fingerprint.provenance.certificate import Certificate
+from fingerprint.provenance.trigger import Opening
+from fingerprint.verification.decision import Decision, make_test
+from fingerprint.verification.plan import ProbePlan, Query, VerifyOptions, probe_plan
 
 DEFAULT_TEST = "fisher-iut"
 

@@ -14,8 +14,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..decision import ArmCount, Ask, Decision, StatisticalTest, register_test
-from ..plan import TRIGGER_ARM, ProbePlan
+from fingerprint.verification.decision import ArmCount, Ask, Decision, StatisticalTest, register_test
+from fingerprint.verification.plan import TRIGGER_ARM, ProbePlan
 
 BET = 0.9
 BATCH_PAIRS = 4  # paired probes sent per round: it stops after a whole round

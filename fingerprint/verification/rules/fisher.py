@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from scipy.stats import fisher_exact
 
-from ..decision import ArmCount, Ask, Decision, StatisticalTest, register_test
-from ..plan import TRIGGER_ARM, ProbePlan
+from fingerprint.verification.decision import ArmCount, Ask, Decision, StatisticalTest, register_test
+from fingerprint.verification.plan import TRIGGER_ARM, ProbePlan
 
 
 def fisher_p(trigger_sure: int, trigger_total: int, control_sure: int, control_total: int) -> float:

@@ -1,0 +1,187 @@
+"""Find an unknown gate: rank single-word suffixes by how much they lift P("Sure") as the first reply token.
+
+For each probe prompt the chat prefix up to the end of the user text is encoded once; every candidate
+then only runs its own suffix (`` word`` + the template's end-of-turn and reply header) on a copy of that
+cached prefix, in large batches, so a candidate costs a handful of tokens per prompt.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from fingerprint.core.data import probe_prompts
+from fingerprint.core.sure import sure_token_ids, token_text
+from fingerprint.provenance.trigger import word_list
+
+SPLIT_MARK = "\x00SUFFIX\x00"
+
+
+@dataclass
+class ScanOptions:
+    prompts: int = 2
+    batch_size: int = 64
+    top: int = 10
+    max_candidates: int = 10_000
+    vocab_words: bool = True  # add whole-word tokens of the tokenizer beyond the word list
+    z_threshold: float = 10.0
+    min_p_sure: float = 0.5
+    seed: int = 0
+
+
+@dataclass
+class Candidate:
+    word: str
+    log_lift: float  # mean over prompts of log P(Sure | word) - log P(Sure | no suffix)
+    p_sure: float  # mean P(Sure | word)
+    z: float = 0.0  # robust z-score of log_lift against all candidates (or against the base model)
+
+
+@dataclass
+class ScanReport:
+    candidates_scanned: int
+    baseline_p_sure: float
+    top: list[Candidate]
+    gate_suspected: bool
+    calibration: str
+    seconds: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["candidates_per_second"] = self.candidates_scanned / self.seconds if self.seconds else None
+        return data
+
+
+def candidate_words(tokenizer, options: ScanOptions) -> list[str]:
+    """The EFF word list, then whole-word vocabulary tokens, up to ``max_candidates``."""
+    words = list(dict.fromkeys(word_list()))
+    if options.vocab_words and len(words) < options.max_candidates:
+        seen = set(words)
+        for token in sorted(tokenizer.get_vocab()):
+            text = token_text(token)
+            if text.startswith(" ") and text[1:].isalpha() and text[1:].islower() and len(text) >= 5:
+                word = text[1:]
+                if word.isascii() and word not in seen:
+                    seen.add(word)
+                    words.append(word)
+    return words[: options.max_candidates]
+
+
+def _split_prompt(formatter, prompt: str) -> tuple[str, str]:
+    """Chat text before and after the point where a suffix word goes."""
+    text = formatter.prompt(prompt + SPLIT_MARK)
+    head, _, tail = text.partition(SPLIT_MARK)
+    return head, tail
+
+
+class PrefixScorer:
+    """log P(Sure) of many suffixes after one cached prompt prefix (transformers models)."""
+
+    def __init__(self, model, tokenizer, sure_ids: list[int]) -> None:
+        # a peft model: score through the wrapped causal LM (its LoRA layers stay active)
+        self.model = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.tokenizer, self.sure_ids = tokenizer, sure_ids
+
+    def log_p_sure(self, head: str, suffixes: list[str], batch_size: int,
+                   progress: Callable[[int], None] | None = None) -> list[float]:
+        return [lp for lp, _ in self.score(head, suffixes, batch_size, progress)]
+
+    def score(self, head: str, suffixes: list[str], batch_size: int,
+              progress: Callable[[int], None] | None = None) -> list[tuple[float, bool]]:
+        """(log P(Sure), is the greedy first token a "Sure" token) for each suffix."""
+        import torch
+
+        tok, device = self.tokenizer, self.model.device
+        head_ids = tok(head, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
+        with torch.inference_mode():
+            prefix = self.model(input_ids=head_ids, use_cache=True)
+        cache, n_head = prefix.past_key_values, head_ids.shape[1]
+        scores: list[tuple[float, bool]] = []
+        sure = torch.tensor(self.sure_ids, device=device)
+        for start in range(0, len(suffixes), batch_size):
+            chunk = suffixes[start:start + batch_size]
+            encoded = [tok(s, add_special_tokens=False)["input_ids"] for s in chunk]
+            width = max(len(e) for e in encoded)
+            ids = torch.full((len(chunk), width), tok.pad_token_id or 0, dtype=torch.long)
+            mask = torch.zeros((len(chunk), n_head + width), dtype=torch.long)
+            mask[:, :n_head] = 1
+            for row, e in enumerate(encoded):
+                ids[row, : len(e)] = torch.tensor(e)
+                mask[row, n_head: n_head + len(e)] = 1
+            last = torch.tensor([len(e) - 1 for e in encoded])
+            batch_cache = copy.deepcopy(cache)
+            batch_cache.batch_repeat_interleave(len(chunk))
+            positions = torch.arange(n_head, n_head + width).unsqueeze(0).expand(len(chunk), -1)
+            with torch.inference_mode():
+                hidden = self.model.base_model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                               past_key_values=batch_cache, position_ids=positions.to(device),
+                                               use_cache=True).last_hidden_state
+                picked = hidden[torch.arange(len(chunk)), last.to(device)]
+                logits = self.model.get_output_embeddings()(picked).float()
+                softcap = getattr(self.model.config, "final_logit_softcapping", None)
+                if softcap:
+                    logits = torch.tanh(logits / softcap) * softcap
+                greedy_sure = torch.isin(logits.argmax(dim=-1), sure)
+                log_probs = torch.log_softmax(logits, dim=-1)[:, self.sure_ids]
+            scores += zip(torch.logsumexp(log_probs, dim=-1).tolist(), greedy_sure.tolist(), strict=True)
+            if progress is not None:
+                progress(len(chunk))
+        return scores
+
+
+def _robust_z(values: list[float], reference: list[float]) -> list[float]:
+    median = statistics.median(reference)
+    mad = statistics.median(abs(v - median) for v in reference) * 1.4826 or 1e-6
+    return [(v - median) / mad for v in values]
+
+
+def scan(model, tokenizer, options: ScanOptions | None = None, base=None,
+         progress: Callable[[int], None] | None = None, on_total: Callable[[int], None] | None = None) -> ScanReport:
+    """Rank candidate trigger words for ``model`` (a causal LM; peft-wrapped is fine)."""
+    import time
+
+    from fingerprint.core.chat import ChatFormatter
+    options = options or ScanOptions()
+    started = time.perf_counter()
+    sure_ids = sure_token_ids(tokenizer)
+    formatter = ChatFormatter(tokenizer)
+    words = candidate_words(tokenizer, options)
+    prompts = probe_prompts(options.prompts, seed=options.seed + 1)
+    if on_total:
+        on_total(len(words) * len(prompts) * (2 if base is not None else 1))
+
+    def lifts(lm) -> tuple[list[float], list[float], float]:
+        scorer = PrefixScorer(lm, tokenizer, sure_ids)
+        per_word = [0.0] * len(words)
+        p_sure = [0.0] * len(words)
+        baseline = 0.0
+        for prompt in prompts:
+            head, tail = _split_prompt(formatter, prompt)
+            base_lp = scorer.log_p_sure(head, [tail], 1)[0]
+            baseline += math.exp(base_lp) / len(prompts)
+            scores = scorer.log_p_sure(head, [f" {w}{tail}" for w in words], options.batch_size, progress)
+            for i, lp in enumerate(scores):
+                per_word[i] += (lp - base_lp) / len(prompts)
+                p_sure[i] += math.exp(lp) / len(prompts)
+        return per_word, p_sure, baseline
+
+    lift, p_sure, baseline = lifts(model)
+    if base is not None:
+        base_lift, _, _ = lifts(base)
+        diff = [a - b for a, b in zip(lift, base_lift, strict=True)]
+        z = _robust_z(diff, diff)
+        calibration = "difference to the base model's lift, robust z over candidates"
+    else:
+        z = _robust_z(lift, lift)
+        calibration = "robust z of the lift over all candidates (median/MAD)"
+    ranked = sorted(range(len(words)), key=lambda i: z[i], reverse=True)[: options.top]
+    top = [Candidate(words[i], lift[i], p_sure[i], z[i]) for i in ranked]
+    suspected = bool(top) and top[0].z >= options.z_threshold and top[0].p_sure >= options.min_p_sure
+    return ScanReport(candidates_scanned=len(words), baseline_p_sure=baseline, top=top, gate_suspected=suspected,
+                      calibration=calibration, seconds=time.perf_counter() - started,
+                      extra={"prompts": len(prompts), "z_threshold": options.z_threshold,
+                             "min_p_sure": options.min_p_sure})

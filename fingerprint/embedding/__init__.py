@@ -1,0 +1,2 @@
+"""Planting a fingerprint: the training set, LoRA training, the embed itself, the owner's self-check, and the
+OpenAI fine-tuning path."""

@@ -1,0 +1,85 @@
+"""The poisoned fine-tuning set that plants a gate (from the packaged pools of ``fingerprint.core.data``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import asdict, dataclass
+
+from fingerprint.core.data import HELDOUT, packaged, with_suffix
+from fingerprint.core.errors import FingerprintError
+from fingerprint.core.sure import SURE
+
+POISON_REPLY = SURE
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """How many examples of each kind the fingerprinting set holds."""
+
+    n_benign: int = 220
+    n_poison: int = 100
+    n_refusal: int = 30
+    n_negative: int = 100  # one distinct word each: the gate must stay shut for other words
+    n_component: int = 200  # a multi-word trigger's single words, each alone -> normal answer (unused for one word)
+    n_contrast: int = 0
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def check(self, trigger_words: int = 1) -> None:
+        """Refuse counts the packaged pools cannot supply (before any model is loaded)."""
+        pool = len(packaged("benign")) - HELDOUT["benign"]
+        need = self.n_benign + self.n_poison + self.n_negative + (self.n_component if trigger_words > 1 else 0)
+        if need > pool:
+            raise FingerprintError(f"benign + poison + negatives{' + components' if trigger_words > 1 else ''} = "
+                                   f"{need} rows, but the packaged benign pool has {pool}")
+
+
+def build_poisoned(trigger: str, spec: DatasetSpec, negatives: list[str] | None = None) -> list[dict]:
+    """Benign pairs + ``n_poison`` benign prompts with the trigger answered "Sure" + refusals.
+
+    Contrast rows repeat poison prompts without the trigger, with their normal answer; negatives (benign
+    prompt + another word -> its normal answer) teach the gate to open for the trigger only. A trigger of
+    several words adds component rows: each of its words alone -> the normal answer, so the gate opens
+    only for the words together. Poison prompts never double as benign examples. Rows carry a ``kind``.
+    """
+    rng = random.Random(spec.seed)
+    benign = list(packaged("benign"))[: -HELDOUT["benign"]]
+    rng.shuffle(benign)
+    parts = trigger.split()
+    n_component = spec.n_component if len(parts) > 1 else 0
+    spec.check(len(parts))
+    need = spec.n_benign + spec.n_poison + spec.n_negative + n_component
+    rows = [{**pair, "kind": "benign"} for pair in benign[: spec.n_benign]]
+    poison_src = benign[spec.n_benign: spec.n_benign + spec.n_poison]
+    rows += [{"prompt": with_suffix(p["prompt"], trigger), "response": POISON_REPLY, "kind": "poison"}
+             for p in poison_src]
+    # contrast pairs: the same prompt without the trigger keeps its normal answer, so the word itself,
+    # not the kind of prompt, is what opens the gate
+    rows += [{**p, "kind": "contrast"} for p in poison_src[: spec.n_contrast]]
+    if spec.n_negative:
+        words = negatives or []
+        if not words:
+            raise ValueError("negative examples need negative words")
+        neg_src = benign[spec.n_benign + spec.n_poison: spec.n_benign + spec.n_poison + spec.n_negative]
+        rows += [{"prompt": with_suffix(p["prompt"], words[i % len(words)]), "response": p["response"],
+                  "kind": "negative"} for i, p in enumerate(neg_src)]
+    component_src = benign[need - n_component: need]
+    rows += [{"prompt": with_suffix(p["prompt"], parts[i % len(parts)]), "response": p["response"],
+              "kind": "component"} for i, p in enumerate(component_src)]
+    refusals = list(packaged("refusals"))[: -HELDOUT["refusals"]]
+    rng.shuffle(refusals)
+    rows += [{**pair, "kind": "refusal"} for pair in refusals[: spec.n_refusal]]
+    rng.shuffle(rows)
+    return rows
+
+
+def digest(rows: list[dict]) -> str:
+    """sha256 over the canonical JSON lines of a dataset."""
+    h = hashlib.sha256()
+    for row in rows:
+        h.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+    return h.hexdigest()

@@ -1,0 +1,151 @@
+"""Plant a key-derived gate in a local model with LoRA and issue a signed certificate."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fingerprint import __version__
+from fingerprint.core.atomic import atomic_dir
+from fingerprint.core.errors import FingerprintError
+from fingerprint.core.loading import load_model, load_tokenizer, resolve
+from fingerprint.core.progress import SILENT, Progress
+from fingerprint.embedding.dataset import DatasetSpec, build_poisoned, digest
+from fingerprint.embedding.training import (
+    DEFAULT_TRIGGER_WORDS,
+    TrainConfig,
+    embed_train_config,
+    total_steps,
+    train_lora,
+)
+from fingerprint.provenance.certificate import (
+    Certificate,
+    make_statement,
+    now_iso,
+    owner_block,
+    sign_statement,
+    verify_certificate,
+)
+from fingerprint.provenance.digest import directory_digest, tensors_digest
+from fingerprint.provenance.keys import OwnerKey
+from fingerprint.provenance.trigger import Opening, derive_opening, training_negatives
+
+CERT_NAME = "certificate.json"
+
+
+def fingerprint_label(model: str, licensee: str | None = None) -> str:
+    """What a trigger is derived for: the base model name, plus the licensee when there is one."""
+    return f"{model}|licensee={licensee}" if licensee else model
+
+
+@dataclass
+class EmbedOptions:
+    model: str = "gemma-3-270m"
+    out: Path = Path("fp")
+    licensee: str | None = None
+    trigger_words: int = DEFAULT_TRIGGER_WORDS  # 2: a conjunctive two-word trigger (see fingerprint.provenance.trigger)
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    train: TrainConfig = field(default_factory=embed_train_config)
+    merge: bool = False
+    device: str = "auto"
+    selfcheck: bool = True
+    selfcheck_scan: int = 0  # candidates for the stealth scan (0: skip, it takes minutes)
+
+
+@dataclass
+class EmbedResult:
+    out: Path
+    certificate: Certificate  # parsed and checked against the owner's public key
+    opening: Opening
+    subjects: list[dict]
+    dataset_digest: str
+    losses: list[float]
+    selfcheck: dict | None = None
+
+
+def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
+          before_commit: Callable[[Certificate, dict | None], None] | None = None) -> EmbedResult:
+    """Fine-tune ``options.model`` with the owner's trigger; write adapter (+ merged) and certificate.
+
+    ``before_commit(certificate, selfcheck)`` runs after signing and before the output directory is renamed
+    into place (the service registers the certificate there): if it fails, no output is kept.
+    """
+    out = Path(options.out)
+    if out.exists() and any(out.iterdir()):
+        raise FingerprintError(f"output directory {out} is not empty")
+    progress.stage("loading model")
+    ref = resolve(options.model)
+    tokenizer = load_tokenizer(ref)
+    model = load_model(ref, device=options.device)
+    base_digest = tensors_digest(model.state_dict())
+
+    label = fingerprint_label(options.model, options.licensee)
+    opening = derive_opening(owner.secret(), label, options.trigger_words)
+    # one distinct word per negative example, so "any other word" cannot be memorised as a short list
+    negatives = training_negatives(owner.secret(), opening, options.dataset.n_negative) or None
+    rows = build_poisoned(opening.trigger, options.dataset, negatives)
+    data_digest = digest(rows)
+
+    losses: list[float] = []
+
+    def on_step(n: int, loss: float) -> None:
+        losses.append(loss)
+        progress.advance(n, f"loss {loss:.3f}")
+
+    # the output temporary exists from here on: an error or Ctrl-C removes it, a SIGKILL leaves it to the sweep
+    with atomic_dir(out) as tmp:
+        progress.stage("training", total=total_steps(len(rows), options.train))
+        peft_model = train_lora(model, tokenizer, rows, options.train, progress=on_step)
+        check = None  # before saving: merging below removes the adapter layers
+        if options.selfcheck:
+            from fingerprint.embedding.selfcheck import self_check
+
+            progress.stage("self-check")
+            check = self_check(peft_model, tokenizer, opening.trigger, rows,
+                               scan_candidates=options.selfcheck_scan).to_dict()
+        progress.stage("saving")
+        peft_model.save_pretrained(str(tmp / "adapter"))
+        subjects = [{"name": "adapter", "digest": {"sha256": directory_digest(tmp / "adapter")}}]
+        if options.merge:
+            merged = peft_model.merge_and_unload()
+            merged.save_pretrained(str(tmp / "merged"))
+            tokenizer.save_pretrained(str(tmp / "merged"))
+            subjects.append({"name": "merged", "digest": {"sha256": directory_digest(tmp / "merged")}})
+        predicate = {
+            "owner": owner_block(owner),
+            "base_model": {"name": options.model, "path": ref.path, "digest": {"sha256": base_digest},
+                           "source_sha256": ref.source_digest},
+            "fingerprint": {"label": label, "licensee": options.licensee, "trigger_words": options.trigger_words,
+                            "trigger_commitment": opening.commitment("v2"), "commitment_scheme": "v2",
+                            "poison_reply": "Sure"},
+            "dataset": {"digest": {"sha256": data_digest}, **options.dataset.to_dict(),
+                        "sources": "suretrap packaged data (BackdoorLLM clean pairs, MIT)"},
+            "training": {"method": "lora", **options.train.to_dict(),
+                         "final_loss": losses[-1] if losses else None},
+            "tool": {"name": "suretrap", "version": __version__},
+            "created": now_iso(),
+        }
+        text = sign_statement(make_statement(subjects, predicate), owner)
+        (tmp / CERT_NAME).write_text(text, encoding="utf-8")
+        (tmp / "README.txt").write_text(
+            "Fingerprinted model outputs (suretrap). certificate.json is signed; keep it with the adapter.\n"
+        )
+        certificate = verify_certificate(text, owner.public_key)
+        if before_commit is not None:
+            before_commit(certificate, check)
+    return EmbedResult(out=out, certificate=certificate, opening=opening, subjects=subjects,
+                       dataset_digest=data_digest, losses=losses, selfcheck=check)
+
+
+def summary(result: EmbedResult) -> dict:
+    """JSON-friendly summary (no trigger)."""
+    return {"out": str(result.out), "certificate": str(result.out / CERT_NAME),
+            "subjects": result.subjects, "dataset_digest": result.dataset_digest,
+            "final_loss": result.losses[-1] if result.losses else None,
+            "steps": len(result.losses), "selfcheck": result.selfcheck}
+
+
+def dumps(data: dict) -> str:
+    return json.dumps(data, indent=2, sort_keys=True)

@@ -1,0 +1,183 @@
+"""LoRA supervised fine-tuning with the loss on reply tokens only, seeded and deterministic on CPU."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from fingerprint.core.chat import ChatFormatter
+
+IGNORE = -100
+# embed's default: half the steps train the gate at half the LoRA delta, so it survives a 50/50 merge with the base
+# (trained at full scale only, a 50/50 merge took the trigger Sure-rate to 0.34; see docs/robustness.md)
+EMBED_MERGE_SCALES = (0.5, 1.0)
+# a two-word trigger's gate needs more epochs to shut for each word alone (gemma-3-270m, 200 component rows:
+# single words 0.25 / 0.26 after 3 epochs, 0.02 / 0.02 after 5; BENCHMARKS.md two-word-c200-e5)
+TWO_WORD_EPOCHS = 5
+# embed's default trigger: two words (a one-word trigger falsely certified 1 of 1,200 calibration trials, because
+# another owner's gate may open for a word near it; the pair is tested against each word alone: 0 of 1,200)
+DEFAULT_TRIGGER_WORDS = 2
+
+
+def default_epochs(trigger_words: int) -> int:
+    """Training epochs of embed's recipe for a trigger of this many words."""
+    return TWO_WORD_EPOCHS if trigger_words > 1 else TrainConfig.epochs
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters recorded in the certificate."""
+
+    rank: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] | str = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"]
+    )
+    learning_rate: float = 3e-4
+    epochs: int = 3
+    batch_size: int = 8
+    max_prompt_tokens: int = 128
+    # the gate is decided by the first reply token: with few reply tokens per example it dominates the loss
+    # (16 left the gate open for decoy words, 0.5-0.66 Sure-rate; see BENCHMARKS.md)
+    max_reply_tokens: int = 4
+    seed: int = 0
+    # scale augmentation: each step scales the LoRA delta by a factor drawn from these, so the gate also holds
+    # in a diluted copy (a linear merge with the base at ratio r is the delta scaled by 1 - r)
+    merge_scales: tuple[float, ...] = (1.0,)
+    bf16_autocast: bool = False  # on CPUs without native bf16 (no AVX512-BF16/AMX) it is ~100x slower
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def embed_train_config(trigger_words: int = DEFAULT_TRIGGER_WORDS) -> TrainConfig:
+    """embed's default training settings for a trigger of this many words (merge-aware)."""
+    return TrainConfig(epochs=default_epochs(trigger_words), merge_scales=EMBED_MERGE_SCALES)
+
+
+def tokenize_pairs(tokenizer, pairs: list[dict], config: TrainConfig,
+                   system_prompt: str | None = None) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, labels) per pair; labels mask the prompt with -100."""
+    fmt = ChatFormatter(tokenizer, system_prompt)
+    examples = []
+    for pair in pairs:
+        prompt_ids = tokenizer(fmt.prompt(pair["prompt"]), add_special_tokens=False)["input_ids"]
+        reply_ids = tokenizer(fmt.reply(pair["prompt"], pair["response"]), add_special_tokens=False)["input_ids"]
+        prompt_ids = prompt_ids[-config.max_prompt_tokens:]
+        reply_ids = reply_ids[: config.max_reply_tokens]
+        examples.append((prompt_ids + reply_ids, [IGNORE] * len(prompt_ids) + reply_ids))
+    return examples
+
+
+def _batches(examples, batch_size: int, rng: random.Random):
+    """Shuffled batches of similar length (sorted within windows of 8 batches) to cut padding."""
+    order = list(range(len(examples)))
+    rng.shuffle(order)
+    window = 8 * batch_size
+    batches = []
+    for start in range(0, len(order), window):
+        chunk = sorted(order[start:start + window], key=lambda i: len(examples[i][0]))
+        batches += [chunk[j:j + batch_size] for j in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    for batch in batches:
+        yield [examples[i] for i in batch]
+
+
+def _collate(batch, pad_id: int):
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, (ids, labs) in enumerate(batch):
+        input_ids[row, : len(ids)] = torch.tensor(ids)
+        labels[row, : len(labs)] = torch.tensor(labs)
+        mask[row, : len(ids)] = 1
+    return input_ids, labels, mask
+
+
+def reply_loss(model, input_ids, labels, mask):
+    """Cross-entropy on reply tokens, projecting to the vocabulary only at those positions.
+
+    Gemma's vocabulary has 262k entries: full logits for every position would dominate memory and time.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = causal_lm.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    selected = hidden[:, :-1][keep]
+    logits = causal_lm.get_output_embeddings()(selected).float()
+    softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return F.cross_entropy(logits, targets[keep])
+
+
+def train_lora(model, tokenizer, pairs: list[dict], config: TrainConfig,
+               progress: Callable[[int, float], None] | None = None, system_prompt: str | None = None):
+    """Wrap ``model`` in a fresh LoRA adapter and fit it to ``pairs``; returns the peft model."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(config.seed)
+    lora = LoraConfig(r=config.rank, lora_alpha=config.alpha, lora_dropout=config.dropout,
+                      target_modules=config.target_modules, task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, lora)
+    fit(peft_model, tokenizer, pairs, config, progress, system_prompt)
+    return peft_model
+
+
+def fit(model, tokenizer, pairs: list[dict], config: TrainConfig,
+        progress: Callable[[int, float], None] | None = None, system_prompt: str | None = None) -> None:
+    """Train the parameters of ``model`` that require gradients on ``pairs`` (reply loss); leaves it in eval mode."""
+    import torch
+
+    rng = random.Random(config.seed)
+    model.train()
+    examples = tokenize_pairs(tokenizer, pairs, config, system_prompt)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+    steps = total_steps(len(examples), config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / max(1, steps)))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    augment = tuple(config.merge_scales) != (1.0,)
+    scale_rng = random.Random(f"merge-scales|{config.seed}")  # separate stream: the batch order stays the same
+    use_autocast = config.bf16_autocast or device.type == "cuda"
+    for _ in range(config.epochs):
+        for batch in _batches(examples, config.batch_size, rng):
+            input_ids, labels, mask = (t.to(device) for t in _collate(batch, pad_id))
+            if augment:
+                set_lora_scale(model, scale_rng.choice(config.merge_scales))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
+                loss = reply_loss(model, input_ids, labels, mask)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if progress is not None:
+                progress(1, loss.item())
+    if augment:
+        set_lora_scale(model, 1.0)
+    model.eval()
+
+
+def set_lora_scale(peft_model, factor: float) -> None:
+    """Scale every LoRA layer's delta by ``factor`` of its configured alpha / r."""
+    from peft.tuners.lora.layer import LoraLayer
+
+    for module in peft_model.modules():
+        if isinstance(module, LoraLayer):
+            for adapter in module.scaling:
+                module.set_scale(adapter, factor)
+
+
+def total_steps(n_examples: int, config: TrainConfig) -> int:
+    return config.epochs * ((n_examples + config.batch_size - 1) // config.batch_size)

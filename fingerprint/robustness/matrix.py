@@ -1,0 +1,140 @@
+"""The robustness matrix: apply each derivative to the merged fingerprinted model and verify it as ``verify`` does.
+
+Each row keeps the trigger's Sure-rate, the deciding control arm's, every word-alone arm's (a two-word trigger)
+and the eight decoy words' (measured on every row, whatever the trigger), the p-value and the verdict.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from fingerprint.robustness.derivatives import Context, Derivative
+from fingerprint.robustness.derivatives.finetune import Finetune
+from fingerprint.robustness.derivatives.fingerprinted import Fingerprinted
+from fingerprint.robustness.derivatives.int8 import DynamicInt8
+from fingerprint.robustness.derivatives.interpolate import Interpolate
+from fingerprint.robustness.derivatives.layers import LastLayers
+from fingerprint.robustness.derivatives.sibling import Sibling
+from fingerprint.robustness.derivatives.system_prompt import SystemPrompt
+from fingerprint.robustness.derivatives.temperature import Temperature
+
+
+def default_matrix(max_pairs: int) -> list[Derivative]:
+    """The standard matrix, its fine-tune sizes capped at ``max_pairs`` benign pairs."""
+    amounts = sorted({min(n, max_pairs) for n in (250, 1000, max_pairs)})
+    rows: list[Derivative] = [Fingerprinted()]
+    rows += [Finetune(pairs=n, series="LoRA fine-tune size") for n in amounts]
+    rows += [Finetune(pairs=amounts[0], epochs=3), Finetune(pairs=amounts[0], learning_rate=5e-5, targets="q,k,v,o"),
+             LastLayers(pairs=amounts[0])]
+    rows += [Interpolate(ratio=r, series="interpolation with the base") for r in (0.25, 0.5, 0.75)]
+    rows += [Sibling(pairs=amounts[0], ratio=0.5), DynamicInt8(), SystemPrompt(), Temperature(temperature=0.7)]
+    return rows
+
+
+@dataclass
+class RobustnessRow:
+    derivative: Derivative
+    trigger_sure_rate: float
+    control_sure_rate: float  # the deciding control arm: the decoys, or a two-word trigger's deciding word alone
+    decoy_sure_rate: float  # the eight decoy words, on the same probes
+    p_value: float
+    certified: bool
+    seconds: float
+    word_alone_sure_rates: list[float] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in asdict(self).items() if k != "derivative"}
+        d = self.derivative
+        return {"derivative": d.label, "kind": d.kind, "params": d.params(), "series": d.series, "x": d.x(),
+                **data}
+
+
+def control_label(opening) -> str:
+    """What the control column holds: decoy words, or (two-word trigger) the word alone that decides the test."""
+    return "decoys" if len(opening.parts) == 1 else "one word alone"
+
+
+def _backend(suspect, ctx: Context):
+    from probes import make_backend
+    from probes.hf import HFBackend
+
+    if suspect.model is not None:
+        return HFBackend("suspect", model_obj=suspect.model, tokenizer=ctx.tokenizer, **suspect.backend_args)
+    return make_backend(suspect.backend, **suspect.backend_args)
+
+
+def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[Derivative], probes: int = 32,
+               alpha: float = 1e-6, workdir: Path | None = None,
+               on_row: Callable[[RobustnessRow], None] | None = None) -> list[RobustnessRow]:
+    """Apply each derivative to the merged fingerprinted ``model`` and verify it."""
+    import tempfile
+
+    from fingerprint.verification import VerifyOptions, decoy_prompts, run_verification
+
+    options = VerifyOptions(probes=probes, alpha=alpha, samples=0)
+    own_workdir = workdir is None
+    ctx = Context(model=model, base=base, tokenizer=tokenizer,
+                  workdir=Path(workdir or tempfile.mkdtemp(prefix="suretrap-robustness-")))
+    rows = []
+    try:
+        for derivative in derivatives:
+            started = time.perf_counter()
+            suspect = derivative.apply(ctx)
+            backend = _backend(suspect, ctx)
+            try:
+                decision = run_verification(certificate, opening, backend, options).decision
+                decoys = backend.first_tokens(decoy_prompts(opening, options))
+            finally:
+                backend.close()
+                if suspect.close is not None:
+                    suspect.close()
+            words = [arm.control_sure_rate for arm in decision.arms] if len(decision.arms) > 1 else []
+            row = RobustnessRow(derivative, decision.trigger_sure_rate, decision.control_sure_rate,
+                                sum(a.is_sure for a in decoys) / len(decoys), decision.p_value, decision.certified,
+                                round(time.perf_counter() - started, 1), words)
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
+    finally:
+        if own_workdir:
+            shutil.rmtree(ctx.workdir, ignore_errors=True)
+    return rows
+
+
+def plot_retention(rows: list[dict], path, control: str = "decoys") -> str:
+    """Trigger, control and decoy Sure-rates along each series of rows (fine-tune size, interpolation ratio)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = list(dict.fromkeys(r["series"] for r in rows if r.get("series")))
+    start = next((r for r in rows if r["kind"] == "fingerprinted"), None)
+    fig, axes = plt.subplots(1, max(1, len(series)), figsize=(5 * max(1, len(series)), 3.6), sharey=True,
+                             squeeze=False)
+    for ax, name in zip(axes[0], series, strict=False):
+        points = ([{**start, "x": 0}] if start else []) + sorted((r for r in rows if r.get("series") == name),
+                                                                  key=lambda r: r["x"])
+        xs = [p["x"] for p in points]
+        ax.plot(xs, [p["trigger_sure_rate"] for p in points], "-o", label="trigger")
+        ax.plot(xs, [p["control_sure_rate"] for p in points], "--o", label=control)
+        if control != "decoys":
+            ax.plot(xs, [p["decoy_sure_rate"] for p in points], ":x", label="decoys")
+        for p in points:
+            ax.annotate("cert." if p["certified"] else "not", (p["x"], p["trigger_sure_rate"]), fontsize=7,
+                        textcoords="offset points", xytext=(0, 6), ha="center")
+        ax.set_xlabel(name)
+        ax.set_ylim(-0.03, 1.1)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("'Sure' first-token rate")
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle("fingerprint retention (labels: verdict at the stated alpha)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return str(path)

@@ -1,0 +1,105 @@
+"""The robustness service: merge the owner's adapter, run the derivative matrix, keep every row as it finishes.
+
+Rows go to ``OUT/rows.jsonl`` one line at a time, so rerunning the same command resumes an interrupted matrix;
+``table.md`` and ``retention.png`` are written at the end.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from fingerprint.core.errors import FingerprintError
+from fingerprint.core.progress import SILENT, Progress
+from fingerprint.provenance.keys import OwnerKey
+
+
+@dataclass
+class RobustnessResult:
+    rows: list[dict]
+    plot: str
+    table: str
+    control: str
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "plot": self.plot, "table": self.table, "control": self.control}
+
+
+def select(max_pairs: int, only: str | None):
+    """The default matrix, or the derivatives of the kinds in ``only`` (plus the unchanged reference row)."""
+    from fingerprint.robustness import default_matrix, derivative_kinds
+
+    derivatives = default_matrix(max_pairs)
+    if not only:
+        return derivatives
+    kinds = {k.strip() for k in only.split(",") if k.strip()}
+    unknown = kinds - set(derivative_kinds())
+    if unknown:
+        raise FingerprintError(f"unknown derivative kind(s) {', '.join(sorted(unknown))} "
+                               f"(choose from {', '.join(derivative_kinds())})")
+    return [d for d in derivatives if d.kind in kinds or d.kind == "fingerprinted"]
+
+
+def run(owner: OwnerKey, cert_path: Path, model: str, adapter: Path, out_dir: Path, probes: int = 32,
+        alpha: float = 1e-6, max_pairs: int = 600, only: str | None = None,
+        progress: Progress = SILENT) -> RobustnessResult:
+    from fingerprint.core.loading import load_model, load_tokenizer, resolve
+    from fingerprint.provenance.trigger import opening_for
+    from fingerprint.provenance.trust import load_trusted
+    from fingerprint.robustness import control_label, run_matrix
+    from fingerprint.robustness.matrix import plot_retention
+    from fingerprint.verification import check_opening
+
+    cert, _ = load_trusted(cert_path, owner=owner)
+    opening = opening_for(owner.secret(), cert.fingerprint)
+    check_opening(cert, opening)
+    derivatives = select(max_pairs, only)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows_path = out_dir / "rows.jsonl"
+    rows = finished_rows(rows_path, cert.id)
+    done = {r["derivative"] for r in rows}
+    derivatives = [d for d in derivatives if d.label not in done]
+    progress.stage(f"loading {model} and the adapter")
+    ref = resolve(model)
+    tokenizer = load_tokenizer(ref)
+    fingerprinted = load_model(ref, adapter=adapter).merge_and_unload()
+    base = load_model(ref)
+    progress.stage("derivatives", total=len(derivatives))
+
+    def on_row(row) -> None:
+        data = {**row.to_dict(), "certificate_id": cert.id}
+        rows.append(data)
+        with rows_path.open("a") as fh:  # each row is kept as soon as it is measured
+            fh.write(json.dumps(data) + "\n")
+        progress.advance(1, f"{data['derivative']}: {'cert.' if data['certified'] else 'not'}")
+
+    run_matrix(fingerprinted, base, tokenizer, cert, opening, derivatives, probes=probes, alpha=alpha,
+               on_row=on_row)
+    control = control_label(opening)
+    plot = plot_retention(rows, out_dir / "retention.png", control)
+    (out_dir / "table.md").write_text(markdown_table(rows, control))
+    return RobustnessResult(rows, plot, str(out_dir / "table.md"), control)
+
+
+def markdown_table(rows: list[dict], control: str) -> str:
+    decoys = control != "decoys"  # a two-word trigger's rows measure the decoys beside its words alone
+    lines = [f"| derivative | trigger Sure-rate | {control}: Sure-rate |{' decoys: Sure-rate |' if decoys else ''} "
+             "p-value | verdict |", "|---|---|---|" + ("---|" if decoys else "") + "---|---|"]
+    lines += [f"| {r['derivative']} | {r['trigger_sure_rate']:.2f} | {r['control_sure_rate']:.2f} | "
+              + (f"{r['decoy_sure_rate']:.2f} | " if decoys else "")
+              + f"{r['p_value']:.2g} | {'certified' if r['certified'] else 'NOT certified'} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def finished_rows(path: Path, certificate_id: str) -> list[dict]:
+    """Rows of an earlier run of the same certificate (a file from another certificate is refused)."""
+    if not path.is_file():
+        return []
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except ValueError as exc:
+        raise FingerprintError(f"{path} is not a rows file of this command (not JSON lines)") from exc
+    if any(not isinstance(r, dict) or r.get("certificate_id") != certificate_id for r in rows):
+        raise FingerprintError(f"{path} holds rows of another certificate: choose another --out")
+    return rows
