@@ -74,9 +74,12 @@ class VerifyOutcome:
 
 @dataclass
 class Prepared:
+    """What a verification needs besides the suspect; plain data (no key), so it can travel to a worker."""
+
     certificate: Certificate
     trust: SignerTrust
     opening: Opening
+    verifier: str = "owner"  # Verifier.role: "owner" or "opening"
 
 
 def prepare(cert_path: Path, verifier: Verifier, registry=None) -> Prepared:
@@ -87,7 +90,7 @@ def prepare(cert_path: Path, verifier: Verifier, registry=None) -> Prepared:
     else:
         opening = Opening.load(verifier.opening)
     check_opening(cert, opening)
-    return Prepared(cert, trust, opening)
+    return Prepared(cert, trust, opening, verifier.role)
 
 
 def load_suspect(request: VerifyRequest, progress: Progress = SILENT):
@@ -97,15 +100,21 @@ def load_suspect(request: VerifyRequest, progress: Progress = SILENT):
     return make_backend(request.backend, model=request.model, adapter=request.adapter, **request.model_args)
 
 
-def verify(request: VerifyRequest, verifier: Verifier, registry=None, progress: Progress = SILENT,
-           suspect=None) -> VerifyOutcome:
+def verify(request: VerifyRequest, verifier: Verifier | None, registry=None, progress: Progress = SILENT,
+           suspect=None, *, prepared: Prepared | None = None, record_extra: dict | None = None) -> VerifyOutcome:
     """Verify one suspect against one certificate; recorded in ``registry`` when one is given.
 
     ``suspect``: an already loaded backend (benchmarks reuse one); otherwise it is loaded and closed here.
+    ``prepared``: the result of ``prepare`` made earlier (the monitor prepares each certificate once, where the
+    key is, and its workers verify; ``verifier`` may then be None). ``record_extra`` goes into the record's
+    details.
     """
-    if request.cert is None:
-        raise FingerprintError("--cert is required")
-    prepared = prepare(request.cert, verifier, registry)
+    if prepared is None:
+        if request.cert is None:
+            raise FingerprintError("--cert is required")
+        if verifier is None:
+            raise FingerprintError("give exactly one of --key (owner) or --opening (auditor)")
+        prepared = prepare(request.cert, verifier, registry)
     if registry is not None:
         registry.check_writable()  # fail before minutes of probing, not after
     backend = suspect or load_suspect(request, progress)
@@ -116,9 +125,9 @@ def verify(request: VerifyRequest, verifier: Verifier, registry=None, progress: 
     finally:
         if suspect is None:
             backend.close()
-    outcome = VerifyOutcome(report, prepared.certificate, prepared.trust, verifier.role, request)
+    outcome = VerifyOutcome(report, prepared.certificate, prepared.trust, prepared.verifier, request)
     if registry is not None:
-        outcome.record_id = record_verification(registry, outcome)
+        outcome.record_id = record_verification(registry, outcome, extra=record_extra)
     return outcome
 
 
