@@ -133,13 +133,13 @@ class OpenAIBackend(Backend):
                  concurrency: int | str = 4, max_retries: int | str = 6, timeout: float | str = 60,
                  cache: str | bool = "on", top_logprobs: int | str = 5, adapter: str | None = None,
                  system_prompt: str | None = None, seed: int | str = 0, *, http_client=None,
-                 sleep: Callable[[float], None] = time.sleep, **unknown) -> None:
+                 sleep: Callable[[float], None] = time.sleep, gate=None, **unknown) -> None:
         super().__init__()
         if "api_key" in unknown:
             raise FingerprintError("the API key is never passed as an argument: put it in an environment "
                                    "variable and name that with api_key_env=VAR")
-        if isinstance(http_client, str) or isinstance(sleep, str):
-            unknown.update(http_client=http_client, sleep=sleep)  # test hooks, not model args
+        hooks = {"http_client": http_client, "sleep": sleep, "gate": gate}  # the caller's hooks, not model args
+        unknown.update({name: value for name, value in hooks.items() if isinstance(value, str)})
         if unknown:
             raise FingerprintError(f"unknown openai option(s): {', '.join(sorted(unknown))}")
         if adapter:
@@ -169,6 +169,7 @@ class OpenAIBackend(Backend):
         self._client = openai.OpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=timeout_s,
                                      http_client=http_client)
         self._sleep = sleep
+        self._gate = gate or contextlib.nullcontext()  # the monitor's per-endpoint limit, shared by its tasks
         self._rng = random.Random(_int(seed, "seed", 0, 2**63))
         self._lock = threading.Lock()
         self._use_max_tokens = False  # server wants the legacy max_tokens
@@ -243,7 +244,8 @@ class OpenAIBackend(Backend):
         attempt = 0
         while True:
             try:
-                return self._client.chat.completions.create(**sent).to_dict(mode="json")
+                with self._gate:
+                    return self._client.chat.completions.create(**sent).to_dict(mode="json")
             except openai.AuthenticationError:
                 raise FingerprintError(f"{self.base_url} rejected the API key (401): check the environment "
                                        f"variable {self.api_key_env}") from None
