@@ -131,6 +131,19 @@ class Registry:
     def __repr__(self) -> str:
         return f"Registry({self.url!r})"
 
+    def shareable_url(self) -> str:
+        """The URL other processes open this registry with: password kept, a SQLite path made absolute."""
+        parsed = self._engine.url
+        if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:" \
+                and not parsed.database.startswith("file:"):
+            parsed = parsed.set(database=os.path.abspath(parsed.database))
+        return parsed.render_as_string(hide_password=False)
+
+    @property
+    def shared_across_machines(self) -> bool:
+        """Whether processes on other machines can reach this registry (not a SQLite file)."""
+        return self._engine.url.get_backend_name() != "sqlite"
+
     def __enter__(self) -> Registry:
         return self
 
@@ -280,9 +293,16 @@ class Registry:
             s.flush()
             return row.id
 
-    def list_verifications(self, certificate_id: str | None = None) -> list[dict[str, Any]]:
-        """All verifications (or those of one certificate, matched by digest), oldest first."""
+    def list_verifications(self, certificate_id: str | None = None,
+                           monitor_run: str | None = None) -> list[dict[str, Any]]:
+        """All verifications (or those of one certificate, matched by digest), oldest first.
+
+        ``monitor_run``: only the records a ``fingerprint monitor`` run of that name wrote
+        (``details["monitor"]["run"]``).
+        """
         query = _verifications_of(certificate_id)
+        if monitor_run is not None:
+            query = query.where(Verification.details["monitor"]["run"].as_string() == monitor_run)
         with self._session() as s:
             return [_verification_dict(r) for r in s.scalars(query)]
 
