@@ -13,6 +13,7 @@ from fingerprint.commands.common import ErrorHandlingGroup
 from fingerprint.commands.embed_cmd import embed
 from fingerprint.commands.jobs_cmd import jobs_group
 from fingerprint.commands.keys_cmd import keygen, rekey, reveal
+from fingerprint.commands.monitor_cmd import monitor
 from fingerprint.commands.registry_cmd import registry_group
 from fingerprint.commands.robustness_cmd import robustness
 from fingerprint.commands.scan_cmd import scan
@@ -32,8 +33,8 @@ def main() -> None:
     hf_logging.disable_progress_bar()  # rich shows our own progress
 
 
-for command in (keygen, rekey, embed, verify, reveal, cert_group, registry_group, jobs_group, audit_data, scan,
-                align, sweep, report, sweep_import, robustness):
+for command in (keygen, rekey, embed, verify, reveal, monitor, cert_group, registry_group, jobs_group, audit_data,
+                scan, align, sweep, report, sweep_import, robustness):
     main.add_command(command)
 
 if __name__ == "__main__":

@@ -26,6 +26,15 @@ def isolated_home(tmp_path, monkeypatch):
         monkeypatch.setenv("FINGERPRINT_CACHE", str(Path.home() / ".cache" / "suretrap-tests"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def no_ray_left_running():
+    """A test that started Ray in this process and failed half-way must not leave it running."""
+    yield
+    ray = sys.modules.get("ray")
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     from tiny import build_tiny_model

@@ -7,8 +7,9 @@
   its path, and ignores ``logprobs``, so the openai backend falls back to the reply text.
 - Both bind 127.0.0.1 on a free port, wait until ``GET /v1/models`` answers, yield a ``Server`` whose
   ``base_url`` ends in ``/v1``, and stop the server's whole process group (SIGTERM, then SIGKILL) at the end.
-- ``CountingProxy(upstream)``: a stdlib HTTP proxy on 127.0.0.1 that records every request it forwards and can
-  drop chat requests after a number of them (a server that goes away half-way through a run).
+- ``CountingProxy(upstream)``: a stdlib HTTP proxy on 127.0.0.1 that records every request it forwards (and when
+  each chat request arrived, and how many were in flight at most) and can drop chat requests after a number of
+  them (a server that goes away half-way through a run).
 - ``tiny_fingerprint(tmp_path_factory)``: once per session, a tiny Llama that vLLM can load, a real certificate
   and opening for it (``fingerprint keygen`` + ``embed``), and a LoRA adapter (plus merged copy) that answers
   "Sure" to the certificate's trigger and "No" to its decoys, so verification is certified.
@@ -64,6 +65,15 @@ def require_vllm() -> str:
     if not found:
         unavailable(f"vllm is not importable by {python}: run `bash {VENV_SCRIPT}` (or set FINGERPRINT_VLLM_PYTHON)")
     return python
+
+
+def require_ray():
+    """The ray module, or skip/fail saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        unavailable("ray is not installed: pip install 'suretrap[ray]'")
+    return ray
 
 
 def require_transformers_serve() -> None:
@@ -188,6 +198,8 @@ class CountingProxy:
         self.forwarded: list[tuple[str, str, dict | None]] = []  # (method, path, JSON body) answered upstream
         self.dropped = 0
         self.drop_after: int | None = None
+        self.arrivals: list[float] = []  # time.monotonic() of each chat request forwarded
+        self.in_flight = self.peak_in_flight = 0
         self._admitted = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -205,7 +217,8 @@ class CountingProxy:
     def reset(self) -> None:
         with self._lock:
             self.forwarded.clear()
-            self.dropped = self._admitted = 0
+            self.arrivals.clear()
+            self.dropped = self._admitted = self.peak_in_flight = 0
 
     def __enter__(self) -> CountingProxy:
         self._thread.start()
@@ -240,6 +253,12 @@ class CountingProxy:
                     return
                 headers = {k: v for k, v in self.headers.items()
                            if k.lower() in ("content-type", "authorization", "accept")}
+                chat = self.path.endswith("/chat/completions")
+                if chat:
+                    with proxy._lock:
+                        proxy.arrivals.append(time.monotonic())
+                        proxy.in_flight += 1
+                        proxy.peak_in_flight = max(proxy.peak_in_flight, proxy.in_flight)
                 conn = http.client.HTTPConnection(proxy.upstream_host, proxy.upstream_port, timeout=600)
                 try:
                     conn.request(self.command, self.path, body=body, headers=headers)
@@ -247,6 +266,9 @@ class CountingProxy:
                     payload = response.read()
                 finally:
                     conn.close()
+                    if chat:
+                        with proxy._lock:
+                            proxy.in_flight -= 1
                 try:
                     parsed = json.loads(body) if body else None
                 except ValueError:
