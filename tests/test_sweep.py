@@ -190,6 +190,39 @@ def test_two_shard_processes_fill_one_registry(tmp_path, tiny_model, run_cli):
     assert code == 2 and "0..N-1" in err
 
 
+def test_sweep_on_ray_equals_the_serial_sweep_cell_by_cell(tmp_path, tiny_model, run_cli):
+    """8 cells as Ray tasks (local Ray, 2 workers) store what the serial sweep stores, cell by cell."""
+    import torch
+    from servers import require_ray
+
+    require_ray()
+    config = write_config(tmp_path / "sweep.json", tiny_model, poison=[0, 2, 4, 6], seeds=[0, 1])
+    serial, on_ray = f"sqlite:///{tmp_path / 'serial.db'}", f"sqlite:///{tmp_path / 'ray.db'}"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each Ray task runs: one thread per CPU it holds (1 of 2)
+    try:
+        code, _, err, summary = run_cli("sweep", config, "--registry", serial, "--json")
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0 and summary["finished_now"] == 8 and summary["mode"] == "serial", err
+    code, _, err, summary = run_cli("sweep", config, "--registry", on_ray, "--ray", "--workers", "2", "--json")
+    assert code == 0, err
+    assert (summary["finished_now"], summary["done"], summary["failed"], summary["mode"]) == (8, 8, [], "ray local")
+
+    def untimed(url: str) -> dict:
+        return {cid: (cell, {k: v for k, v in result.items() if not k.endswith("_seconds")})
+                for cid, (cell, result) in _stored_results(url).items()}
+
+    want, got = untimed(serial), untimed(on_ray)
+    assert len(want) == 8 and got == want
+    assert len({result["final_loss"] for _, result in want.values()}) == 8  # each cell trained a model of its own
+    import ray
+
+    assert not ray.is_initialized()  # the sweep shut down the Ray it started
+    code, _, err, again = run_cli("sweep", config, "--registry", on_ray, "--ray", "--json")
+    assert code == 0 and again["finished_now"] == 0, err  # resumable: nothing left to run
+
+
 def test_report_of_an_unknown_sweep_is_a_clear_error(run_cli):
     code, _, err, _ = run_cli("report", "nothing-here")
     assert code == 2 and "no finished cells" in err

@@ -54,21 +54,37 @@ def _parse_shard(ctx, param, value: str | None) -> tuple[int, int] | None:
 @click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--max-cells", type=click.IntRange(1), default=None, help="Stop after this many new cells.")
 @click.option("--dry-run", is_flag=True, help="List the pending cells and stop.")
+@click.option("--ray", "use_ray", is_flag=True,
+              help="Run each pending cell as a Ray task (a Ray started on this machine, or the cluster of "
+                   "--ray-address); each task records its cell. Needs the ray extra.")
+@click.option("--ray-address", default=None, help="Address of a running Ray cluster (implies --ray).")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Cells at once (implies --ray); on a local Ray the CPUs are split among them (default: one "
+                   "cell per CPU).")
+@click.option("--gpus-per-cell", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="GPUs each cell's Ray task holds (a fraction packs several small-model cells on one GPU).")
 @click.option("--shard", callback=_parse_shard, default=None, metavar="I/N",
-              help="Run only the cells whose grid index is I modulo N: N processes (or GPUs) share one sweep "
-                   "and one registry.")
+              help="Run only the cells whose grid index is I modulo N (without Ray: N processes share one sweep "
+                   "and one registry).")
 @registry_option
 @json_option
 @quiet_option
-def sweep(config_path: Path, max_cells: int | None, dry_run: bool, shard: tuple[int, int] | None,
-          registry_url: str | None, as_json: bool, quiet: bool) -> None:
+def sweep(config_path: Path, max_cells: int | None, dry_run: bool, use_ray: bool, ray_address: str | None,
+          workers: int | None, gpus_per_cell: float, shard: tuple[int, int] | None, registry_url: str | None,
+          as_json: bool, quiet: bool) -> None:
     """Run (or resume) the sweep in CONFIG (TOML, YAML or JSON); each finished cell is recorded at once."""
+    from fingerprint.commands.common import EXIT_ERROR, EXIT_INTERNAL
     from fingerprint.commands.console import emit_json, err, progress_sink
+    from fingerprint.services.distributed import RayOptions, require_ray
     from fingerprint.services.research import run_sweep
 
+    ray = None
+    if use_ray or ray_address or workers is not None or gpus_per_cell:
+        require_ray()
+        ray = RayOptions(address=ray_address, workers=workers)
     registry = open_registry(registry_url)
     with progress_sink(quiet or as_json) as progress:
-        summary = run_sweep(config_path, registry, max_cells, shard, dry_run, progress)
+        summary = run_sweep(config_path, registry, max_cells, shard, dry_run, progress, ray, gpus_per_cell)
     if dry_run:
         payload = {"sweep": summary.sweep, "cells": summary.cells, "pending": summary.pending}
         emit_json(payload) if as_json else err.print(f"{summary.sweep}: {len(summary.pending)} of {summary.cells} "
@@ -77,6 +93,12 @@ def sweep(config_path: Path, max_cells: int | None, dry_run: bool, shard: tuple[
     emit_json(summary.to_dict()) if as_json else err.print(
         f"{summary.sweep}: {summary.finished_now} cells run now, {summary.done} of {summary.cells} done "
         f"(table {summary.table}; `fingerprint report {summary.sweep}` draws them)")
+    if summary.failed:
+        first = summary.failed[0]
+        internal = any(f["kind"] == "internal" for f in summary.failed)
+        err.print(f"{'internal error' if internal else 'error'}: {len(summary.failed)} cells failed (a rerun "
+                  f"retries them); cell {first['cell_id'][:12]}: {first['error']}", markup=False)
+        raise SystemExit(EXIT_INTERNAL if internal else EXIT_ERROR)
 
 
 @click.command()

@@ -234,13 +234,21 @@ def run_cell(cell: dict, config: SweepConfig, data: SweepData, start_model: str,
     started = time.perf_counter()
     if progress:
         progress("training")
-    tuned = train_lora(model, tokenizer, rows, train, progress=on_step)
+    losses: list[float] = []
+
+    def step(n: int, loss: float) -> None:
+        losses.append(loss)
+        if on_step:
+            on_step(n, loss)
+
+    tuned = train_lora(model, tokenizer, rows, train, progress=step)
     train_s = time.perf_counter() - started
     if progress:
         progress("evaluating")
     backend = HFBackend(start_model, model_obj=tuned, tokenizer=tokenizer)
     metrics = evaluate(backend, data.eval_sets, cell["trigger"], max_new_tokens=config.max_new_tokens)
     return {"metrics": metrics, "train_seconds": round(train_s, 1), "rows": len(rows), "device": _device_name(tuned),
+            "final_loss": losses[-1] if losses else None,
             "eval_seconds": round(time.perf_counter() - started - train_s, 1),
             "config": asdict(train)}
 

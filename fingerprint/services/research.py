@@ -1,7 +1,9 @@
 """The paper's pipeline as services: run a sweep cell by cell, report sweeps, import exported cells.
 
 The registry is the one source of truth: each finished cell is a row of its sweep's table, so a killed sweep
-resumes at the next unfinished cell and shards (``--shard I/N``) fill one table side by side.
+resumes at the next unfinished cell. With Ray (``RayOptions``) each pending cell is a Ray task that runs the
+same ``run_cell`` and records its own row as it finishes; without Ray, ``--shard I/N`` lets N processes fill
+one table side by side.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from pathlib import Path
 
 from fingerprint.core.errors import FingerprintError
 from fingerprint.core.progress import SILENT, Progress
+from fingerprint.services.distributed import RayOptions
 
 
 @dataclass
@@ -22,10 +25,12 @@ class SweepSummary:
     registry: str
     table: str
     pending: list[dict] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)  # Ray: cells whose task failed ({cell_id, error})
+    mode: str = "serial"
 
     def to_dict(self) -> dict:
         return {"sweep": self.sweep, "cells": self.cells, "finished_now": self.finished_now, "done": self.done,
-                "registry": self.registry, "table": self.table}
+                "registry": self.registry, "table": self.table, "failed": self.failed, "mode": self.mode}
 
 
 def start_model(model: str, config, progress: Progress = SILENT) -> str:
@@ -40,8 +45,9 @@ def start_model(model: str, config, progress: Progress = SILENT) -> str:
 
 
 def run_sweep(config_path: Path, registry, max_cells: int | None = None, shard: tuple[int, int] | None = None,
-              dry_run: bool = False, progress: Progress = SILENT) -> SweepSummary:
-    """Run (or resume) a sweep; every finished cell is recorded at once."""
+              dry_run: bool = False, progress: Progress = SILENT, ray: RayOptions | None = None,
+              gpus_per_cell: float = 0.0) -> SweepSummary:
+    """Run (or resume) a sweep; every finished cell is recorded at once (on Ray, by its task)."""
     from fingerprint.embedding.training import total_steps
     from fingerprint.research.sweep import SweepData, load_config, pending, run_cell
     from registry.sweeps import SweepResults
@@ -57,20 +63,77 @@ def run_sweep(config_path: Path, registry, max_cells: int | None = None, shard: 
         todo = todo[:max_cells]
     data = SweepData.load(config)
     starts: dict[str, str] = {}
-    finished = 0
-    for number, (cid, cell) in enumerate(todo, 1):
+    for _, cell in todo:  # the aligned stand-ins first, once each (cached), so that no two cells train one
         if cell["model"] not in starts:
             starts[cell["model"]] = start_model(cell["model"], config, progress)
-        label = (f"cell {number}/{len(todo)}: poison {cell['poison']}, n {cell['dataset_size']}, "
-                 f"{cell['poison_source']}, seed {cell['seed']}")
-        progress.stage(label, total=total_steps(cell["dataset_size"], config.train_config(cell["seed"])))
-        result = run_cell(cell, config, data, starts[cell["model"]],
-                          progress=lambda stage, label=label: progress.note(f"{label}: {stage}"),
-                          on_step=lambda n, loss: progress.advance(n, f"loss {loss:.3f}"))
-        results.add(cid, cell, result)
-        finished += 1
+    if ray is not None and todo:
+        finished, failed = _run_cells_on_ray(todo, config, data, registry, ray, gpus_per_cell, progress)
+    else:
+        failed, finished = [], 0
+        for number, (cid, cell) in enumerate(todo, 1):
+            label = (f"cell {number}/{len(todo)}: poison {cell['poison']}, n {cell['dataset_size']}, "
+                     f"{cell['poison_source']}, seed {cell['seed']}")
+            progress.stage(label, total=total_steps(cell["dataset_size"], config.train_config(cell["seed"])))
+            result = run_cell(cell, config, data, starts[cell["model"]],
+                              progress=lambda stage, label=label: progress.note(f"{label}: {stage}"),
+                              on_step=lambda n, loss: progress.advance(n, f"loss {loss:.3f}"))
+            results.add(cid, cell, result)
+            finished += 1
     done = total - sum(1 for _ in pending(config, results.done()))  # this config's cells, not the whole table's
-    return SweepSummary(config.name, total, finished, done, results.registry.url, results.table.name)
+    mode = "serial" if ray is None else ("ray local" if ray.local else f"ray {ray.address}")
+    return SweepSummary(config.name, total, finished, done, results.registry.url, results.table.name,
+                        failed=failed, mode=mode)
+
+
+def sweep_cell_task(cid: str, cell: dict, config, data, registry_url: str, env: dict, cpus: float) -> dict:
+    """One cell as a Ray task: the serial path's ``run_cell``, its row written to the registry here."""
+    from fingerprint.research.sweep import run_cell
+    from fingerprint.services.distributed import apply_env, set_torch_threads
+    from registry import Registry
+    from registry.sweeps import SweepResults
+
+    apply_env(env)
+    set_torch_threads(cpus)  # also keeps training deterministic: one thread per CPU the task holds
+    result = run_cell(cell, config, data, start_model(cell["model"], config))
+    registry = Registry(registry_url)
+    try:
+        SweepResults(registry, config.name).add(cid, cell, result)
+    finally:
+        registry.close()
+    return {"cell_id": cid, "train_seconds": result["train_seconds"], "device": result["device"]}
+
+
+def _run_cells_on_ray(todo, config, data, registry, options: RayOptions, gpus_per_cell: float,
+                      progress: Progress) -> tuple[int, list[dict]]:
+    from fingerprint.services.distributed import TaskFailure, as_finished, ray_session
+
+    if not options.local and not registry.shared_across_machines:
+        progress.note("warning: a SQLite registry is reachable only from this machine; on a cluster use "
+                      "PostgreSQL (--registry postgresql://...)")
+    finished, failed = 0, []
+    with ray_session(options) as ray:
+        remote = ray.remote(sweep_cell_task)
+        cpus = options.cpus_per_task()
+        shared_data = ray.put(data)  # once in the object store, not once per task
+        url, env = registry.shareable_url(), options.task_env()
+        resources = {"num_cpus": cpus, "num_gpus": gpus_per_cell, "max_retries": 1, "retry_exceptions": False}
+
+        def submitter(cid: str, cell: dict):
+            return lambda: remote.options(**resources).remote(cid, cell, config, shared_data, url, env, cpus)
+
+        progress.stage(f"{len(todo)} cells as Ray tasks ({cpus:g} CPU, {gpus_per_cell:g} GPU each)", total=len(todo))
+        for index, result in as_finished(ray, [submitter(cid, cell) for cid, cell in todo], options.workers):
+            cid, cell = todo[index]
+            if isinstance(result, TaskFailure):
+                failed.append({"cell_id": cid, "cell": cell, "error": result.message, "kind": result.kind})
+                progress.note(f"cell {cid[:12]} (poison {cell['poison']}, seed {cell['seed']}) failed: "
+                              f"{result.message}")
+                progress.advance(1, "failed")
+                continue
+            finished += 1
+            progress.advance(1, f"poison {cell['poison']}, n {cell['dataset_size']}, seed {cell['seed']}: "
+                                f"{result['train_seconds']:.0f} s on {result['device']}")
+    return finished, failed
 
 
 def report(sweep_names: list[str], registry, out_dir: Path, name: str | None = None, fmt: str = "png",
