@@ -31,5 +31,43 @@ def main(url: str, start: float, writer: int, writes: int) -> None:
     print("ok")
 
 
+class Barrier:
+    """A Ray actor (async): ``wait`` returns once ``parties`` callers are waiting."""
+
+    def __init__(self, parties: int) -> None:
+        import asyncio
+
+        self.parties, self.arrived, self.open = parties, 0, asyncio.Event()
+
+    async def wait(self) -> None:
+        self.arrived += 1
+        if self.arrived >= self.parties:
+            self.open.set()
+        await self.open.wait()
+
+
+def ray_writer(url: str, barrier, writer: int, writes: int, cells: int) -> str:
+    """A Ray task: once every writer is up (``barrier``), ``main``'s writes, then ``cells`` rows of one sweep
+    table that every writer shares."""
+    import contextlib
+    import io
+
+    import ray
+
+    from registry import Registry
+    from registry.sweeps import SweepResults
+
+    ray.get(barrier.wait.remote())
+    with contextlib.redirect_stdout(io.StringIO()):
+        main(url, 0.0, writer, writes)
+    registry = Registry(url)
+    results = SweepResults(registry, "load")  # every writer creates the same table at about the same time
+    for n in range(cells):
+        results.add(hashlib.sha256(f"{writer}/{n}".encode()).hexdigest(), {"writer": writer, "n": n},
+                    {"metrics": {"n": n}})
+    registry.close()
+    return f"ok {writer}"
+
+
 if __name__ == "__main__":
     main(sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))

@@ -49,6 +49,43 @@ def test_sixteen_writers_on_a_fresh_registry_lose_nothing(backend, tmp_path, req
         _stress(url, processes=16, writes=100)
 
 
+def test_ray_workers_write_to_one_postgresql_registry_at_once(request, monkeypatch):
+    """8 Ray tasks (a local Ray on 2 CPUs, a quarter CPU each, so all run at once) open a fresh PostgreSQL
+    registry together, then each records 50 verifications and 10 cells of one shared sweep table."""
+    import os
+
+    from servers import require_ray
+
+    from registry.sweeps import SweepResults
+
+    ray = require_ray()
+    url_base = request.getfixturevalue("pg_url")
+    tasks, writes, cells = 8, 50, 10
+    with fresh_schema(url_base) as url:
+        # the workers import the task from tests/ (they inherit the environment of the Ray started here)
+        monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(WRITER.parent),
+                                                                         os.environ.get("PYTHONPATH")])))
+        from registry_writer import Barrier, ray_writer
+
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            task = ray.remote(num_cpus=0.25, max_retries=0)(ray_writer)
+            barrier = ray.remote(num_cpus=0)(Barrier).remote(tasks)  # all 8 tasks run at once, or none writes
+            done = ray.get([task.remote(url, barrier, i, writes, cells) for i in range(tasks)], timeout=600)
+        finally:
+            ray.shutdown()
+        assert sorted(done) == sorted(f"ok {i}" for i in range(tasks))
+        registry = Registry(url)
+        rows = registry.list_verifications()
+        assert len(rows) == tasks * writes
+        assert {(r["details"]["writer"], r["details"]["n"]) for r in rows} == {
+            (w, n) for w in range(tasks) for n in range(writes)}
+        assert len(registry.list_certificates()) == tasks
+        stored = SweepResults(registry, "load").rows()
+        assert sorted((r["writer"], r["n"]) for r in stored) == [(w, n) for w in range(tasks) for n in range(cells)]
+        registry.close()
+
+
 def test_a_registry_made_before_migrations_is_stamped_and_upgraded(tmp_path):
     """Earlier versions created the tables with create_all and no alembic_version: they open as they are."""
     from alembic import command
