@@ -1,5 +1,6 @@
 #!/bin/bash
-# Run a sweep as N shard processes side by side (one GPU holds many small-model cells at once).
+# Run a sweep as N shard processes side by side (one GPU holds many small-model cells at once), for a machine
+# without Ray; with Ray, `fingerprint sweep CONFIG --ray --workers N [--gpus-per-cell F]` does this.
 #   bench/sweep_shards.sh CONFIG N [extra sweep options...]
 # The aligned stand-in is built (or found in the cache) first, so the workers never train it twice;
 # a dry run creates the sweep's table before they start. Worker logs: sweep-shard-I.log in the current folder.
@@ -7,7 +8,7 @@ set -euo pipefail
 config=$1; count=$2; shift 2
 python - "$config" <<'PY'
 import subprocess, sys
-from fingerprint.sweep import load_config
+from fingerprint.research.sweep import load_config
 config = load_config(sys.argv[1])
 for model in config.models if config.align else []:
     subprocess.run([sys.executable, "-m", "cli", "align", "--model", model, "--data-dir", config.data_dir, "-q"],
