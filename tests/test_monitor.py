@@ -192,6 +192,7 @@ def test_monitor_serial_and_on_ray_killed_and_resumed(fp, endpoint, tiny_embed, 
         before = _by_pair(_settled(url))  # what the killed run left, once its orphaned workers are gone
         assert len(before) < verdicts
 
+        proxy.reset()
         code, _, err, resumed = run_cli("monitor", spec, "--workers", "2", "--registry", url, "--json")
         assert code == 2 and f"2 of {pairs} pairs failed" in err, err
         counts = resumed["counts"]
