@@ -188,6 +188,8 @@ def plan(spec_path: Path, registry, passphrase: str | None = None) -> Plan:
         verifier = Verifier(owner=owner, opening=Path(entry.opening) if entry.opening else None,
                             pubkey=Path(entry.pubkey) if entry.pubkey else None)
         prepared.append(prepare(Path(entry.cert), verifier, registry))
+        if any(p.certificate.id == prepared[-1].certificate.id for p in prepared[:-1]):
+            raise FingerprintError(f"{spec_path}: certificate {entry.cert} is listed twice")
     pairs = [(pair_id(p.certificate.id, suspect, spec.settings()), suspect, index)
              for suspect in spec.suspects for index, p in enumerate(prepared)]
     wanted = {pid for pid, _, _ in pairs}
