@@ -119,7 +119,7 @@ def test_interrupted_verify_resumes_without_asking_twice(fp, run_cli, request, f
         assert code == 0, err
         for key in ("certified", "trigger_sure", "control_sure", "p_value"):
             assert got[key] == want[key], key
-        assert got["usage"]["cached"] == fp.probes and got["queries"] == fp.probes
+        assert got["usage"]["cached"] == fp.probes and got["usage"]["queries"] == fp.probes  # sent now
 
         sent = [json.dumps(body["messages"], sort_keys=True) for body in proxy.chat_bodies()]
         assert len(sent) == 2 * fp.probes and len(set(sent)) == len(sent)  # every prompt reached it once
