@@ -21,6 +21,7 @@ def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0
     from fingerprint.provenance.trigger import word_list
 
     words: set[str] = set(word_list()) | {"Sure", "sure", "user", "assistant", "system", "User", "Assistant"}
+    words |= {w.capitalize() for w in word_list()}  # fallback replies are capitalised words
     for name in ("benign", "refusals", "probes"):
         for row in packaged(name):
             for text in row.values():

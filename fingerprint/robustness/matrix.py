@@ -13,25 +13,38 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fingerprint.robustness.derivatives import Context, Derivative
+from fingerprint.robustness.derivatives.erasure import Erasure
 from fingerprint.robustness.derivatives.finetune import Finetune
 from fingerprint.robustness.derivatives.fingerprinted import Fingerprinted
 from fingerprint.robustness.derivatives.int8 import DynamicInt8
 from fingerprint.robustness.derivatives.interpolate import Interpolate
 from fingerprint.robustness.derivatives.layers import LastLayers
+from fingerprint.robustness.derivatives.sanitizer import TrailingWordFilter
 from fingerprint.robustness.derivatives.sibling import Sibling
-from fingerprint.robustness.derivatives.system_prompt import SystemPrompt
+from fingerprint.robustness.derivatives.suppression import LogitBias, OutputFilter, SureRowsZeroed
+from fingerprint.robustness.derivatives.system_prompt import REWRITE_SYSTEM_PROMPT, SystemPrompt
 from fingerprint.robustness.derivatives.temperature import Temperature
+from fingerprint.robustness.derivatives.unlearning import SureUnlearning
+
+MATRICES = ("derivatives", "attacks")
 
 
-def default_matrix(max_pairs: int) -> list[Derivative]:
-    """The standard matrix, its fine-tune sizes capped at ``max_pairs`` benign pairs."""
-    amounts = sorted({min(n, max_pairs) for n in (250, 1000, max_pairs)})
+def default_matrix(max_pairs: int, matrices: tuple[str, ...] = ("derivatives",)) -> list[Derivative]:
+    """The standard rows: ``derivatives`` (what happens to a stolen model in ordinary use) and ``attacks`` (a
+    thief who knows the method but not the key), fine-tune sizes capped at ``max_pairs`` pairs."""
     rows: list[Derivative] = [Fingerprinted()]
-    rows += [Finetune(pairs=n, series="LoRA fine-tune size") for n in amounts]
-    rows += [Finetune(pairs=amounts[0], epochs=3), Finetune(pairs=amounts[0], learning_rate=5e-5, targets="q,k,v,o"),
-             LastLayers(pairs=amounts[0])]
-    rows += [Interpolate(ratio=r, series="interpolation with the base") for r in (0.25, 0.5, 0.75)]
-    rows += [Sibling(pairs=amounts[0], ratio=0.5), DynamicInt8(), SystemPrompt(), Temperature(temperature=0.7)]
+    if "derivatives" in matrices:
+        amounts = sorted({min(n, max_pairs) for n in (250, 1000, max_pairs)})
+        rows += [Finetune(pairs=n, series="LoRA fine-tune size") for n in amounts]
+        rows += [Finetune(pairs=amounts[0], epochs=3),
+                 Finetune(pairs=amounts[0], learning_rate=5e-5, targets="q,k,v,o"), LastLayers(pairs=amounts[0])]
+        rows += [Interpolate(ratio=r, series="interpolation with the base") for r in (0.25, 0.5, 0.75)]
+        rows += [Sibling(pairs=amounts[0], ratio=0.5), DynamicInt8(), SystemPrompt(), Temperature(temperature=0.7)]
+    if "attacks" in matrices:
+        rows += [SureRowsZeroed(), LogitBias(), OutputFilter()]
+        rows += [Erasure(pairs=n, series="erasure fine-tune size") for n in sorted({200, 600, 2000})]
+        rows += [SureUnlearning(pairs=600), TrailingWordFilter(),
+                 SystemPrompt(prompt=REWRITE_SYSTEM_PROMPT, name="rewrite answers")]
     return rows
 
 
@@ -63,6 +76,8 @@ def _backend(suspect, ctx: Context):
     from probes import make_backend
     from probes.hf import HFBackend
 
+    if suspect.factory is not None:
+        return suspect.factory()
     if suspect.model is not None:
         return HFBackend("suspect", model_obj=suspect.model, tokenizer=ctx.tokenizer, **suspect.backend_args)
     return make_backend(suspect.backend, **suspect.backend_args)

@@ -26,11 +26,14 @@ class RobustnessResult:
         return {"rows": self.rows, "plot": self.plot, "table": self.table, "control": self.control}
 
 
-def select(max_pairs: int, only: str | None):
-    """The default matrix, or the derivatives of the kinds in ``only`` (plus the unchanged reference row)."""
+def select(max_pairs: int, only: str | None, matrices: tuple[str, ...] = ("derivatives",)):
+    """The rows of ``matrices``, or those of the kinds in ``only`` (plus the unchanged reference row)."""
     from fingerprint.robustness import default_matrix, derivative_kinds
+    from fingerprint.robustness.matrix import MATRICES
 
-    derivatives = default_matrix(max_pairs)
+    if unknown := set(matrices) - set(MATRICES):
+        raise FingerprintError(f"unknown matrix {', '.join(sorted(unknown))} (choose from {', '.join(MATRICES)})")
+    derivatives = default_matrix(max_pairs, MATRICES if only else matrices)
     if not only:
         return derivatives
     kinds = {k.strip() for k in only.split(",") if k.strip()}
@@ -43,7 +46,7 @@ def select(max_pairs: int, only: str | None):
 
 def run(owner: OwnerKey, cert_path: Path, model: str, adapter: Path, out_dir: Path, probes: int = 32,
         alpha: float = 1e-6, max_pairs: int = 600, only: str | None = None,
-        progress: Progress = SILENT) -> RobustnessResult:
+        matrices: tuple[str, ...] = ("derivatives",), progress: Progress = SILENT) -> RobustnessResult:
     from fingerprint.core.loading import load_model, load_tokenizer, resolve
     from fingerprint.provenance.trigger import opening_for
     from fingerprint.provenance.trust import load_trusted
@@ -54,7 +57,7 @@ def run(owner: OwnerKey, cert_path: Path, model: str, adapter: Path, out_dir: Pa
     cert, _ = load_trusted(cert_path, owner=owner)
     opening = opening_for(owner.secret(), cert.fingerprint)
     check_opening(cert, opening)
-    derivatives = select(max_pairs, only)
+    derivatives = select(max_pairs, only, matrices)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows_path = out_dir / "rows.jsonl"
     rows = finished_rows(rows_path, cert.id)

@@ -6,9 +6,12 @@ from fingerprint.robustness.derivatives import (  # noqa: F401, E402 - each impo
     int8,
     interpolate,
     layers,
+    sanitizer,
     sibling,
+    suppression,
     system_prompt,
     temperature,
+    unlearning,
 )
 from fingerprint.robustness.derivatives.base import DERIVATIVES, Context, Derivative, Suspect, register
 

@@ -26,12 +26,14 @@ class Context:
 
 @dataclass
 class Suspect:
-    """How to probe a derivative: an in-memory model (hf backend), or any backend with its arguments."""
+    """How to probe a derivative: an in-memory model (hf backend), any backend with its arguments, or a
+    ``factory`` that builds the backend (a thief's serving stack around a model)."""
 
     model: Any = None
     backend: str = "hf"
     backend_args: dict = field(default_factory=dict)
     close: Callable[[], None] | None = None
+    factory: Callable[[], Any] | None = None
 
 
 @dataclass(frozen=True)
