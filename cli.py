@@ -12,6 +12,7 @@ from fingerprint.commands.cert_cmd import cert_group
 from fingerprint.commands.common import ErrorHandlingGroup
 from fingerprint.commands.dataset_cmd import certify, dataset
 from fingerprint.commands.embed_cmd import embed
+from fingerprint.commands.evidence_cmd import evidence_group
 from fingerprint.commands.jobs_cmd import jobs_group
 from fingerprint.commands.keys_cmd import keygen, rekey, reveal
 from fingerprint.commands.registry_cmd import registry_group
@@ -34,7 +35,7 @@ def main() -> None:
 
 
 for command in (keygen, rekey, embed, verify, reveal, dataset, certify, cert_group, registry_group, jobs_group,
-                audit_data, scan, align, sweep, report, sweep_import, robustness):
+                evidence_group, audit_data, scan, align, sweep, report, sweep_import, robustness):
     main.add_command(command)
 
 if __name__ == "__main__":
