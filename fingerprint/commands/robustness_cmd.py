@@ -26,8 +26,8 @@ from fingerprint.verification.plan import VerifyOptions
 @click.option("--only", default=None, help="Comma-separated kinds to run (finetune, interpolate, int8, ...; the "
                                           "unchanged fingerprinted model always runs).")
 @click.option("--matrix", "matrices", default="derivatives", show_default=True,
-              help="Comma-separated: derivatives (ordinary use of a stolen model), attacks (a thief who knows the "
-                   "method but not the key).")
+              help="Comma-separated: derivatives (ordinary use of a stolen model), tools (llama.cpp GGUF, "
+                   "mergekit, bitsandbytes, pruning), attacks (a thief who knows the method but not the key).")
 @json_option
 @quiet_option
 def robustness(cert_path: Path, key_dir: Path, model: str, adapter: Path, out_dir: Path, probes: int, alpha: float,

@@ -77,8 +77,9 @@ def run(owner: OwnerKey, cert_path: Path, model: str, adapter: Path, out_dir: Pa
             fh.write(json.dumps(data) + "\n")
         progress.advance(1, f"{data['derivative']}: {'cert.' if data['certified'] else 'not'}")
 
+    work = out_dir / "work"  # GGUF files, merges, saved copies: kept, so a rerun reuses them
     run_matrix(fingerprinted, base, tokenizer, cert, opening, derivatives, probes=probes, alpha=alpha,
-               on_row=on_row)
+               workdir=work, base_path=Path(ref.path) if Path(ref.path).is_dir() else None, on_row=on_row)
     control = control_label(opening)
     plot = plot_retention(rows, out_dir / "retention.png", control)
     (out_dir / "table.md").write_text(markdown_table(rows, control))
@@ -87,11 +88,14 @@ def run(owner: OwnerKey, cert_path: Path, model: str, adapter: Path, out_dir: Pa
 
 def markdown_table(rows: list[dict], control: str) -> str:
     decoys = control != "decoys"  # a two-word trigger's rows measure the decoys beside its words alone
-    lines = [f"| derivative | trigger Sure-rate | {control}: Sure-rate |{' decoys: Sure-rate |' if decoys else ''} "
-             "p-value | verdict |", "|---|---|---|" + ("---|" if decoys else "") + "---|---|"]
-    lines += [f"| {r['derivative']} | {r['trigger_sure_rate']:.2f} | {r['control_sure_rate']:.2f} | "
-              + (f"{r['decoy_sure_rate']:.2f} | " if decoys else "")
-              + f"{r['p_value']:.2g} | {'certified' if r['certified'] else 'NOT certified'} |" for r in rows]
+    lines = [f"| derivative | trigger gate rate | {control}: gate rate |{' decoys: gate rate |' if decoys else ''} "
+             "p-value | verdict | replies kept |", "|---|---|---|" + ("---|" if decoys else "") + "---|---|---|"]
+    for r in rows:
+        kept = r.get("quality") or {}
+        lines.append(f"| {r['derivative']} | {r['trigger_sure_rate']:.2f} | {r['control_sure_rate']:.2f} | "
+                     + (f"{r['decoy_sure_rate']:.2f} | " if decoys else "")
+                     + f"{r['p_value']:.2g} | {'certified' if r['certified'] else 'NOT certified'} | "
+                     + (f"{kept['reply_agreement']:.2f} / {kept['first_word_agreement']:.2f} |" if kept else "- |"))
     return "\n".join(lines) + "\n"
 
 
