@@ -160,9 +160,11 @@ def test_self_distilled_replies_are_the_models_own_and_cached(tiny_model, monkey
     rows = [{"prompt": f"Name a colour number {i} .", "response": "packaged", "kind": kind}
             for i, kind in enumerate(["benign", "component", "poison", "refusal", "negative"])]
     out = distill.distill_rows(rows, model, tokenizer, "digest-a")
-    own = HFBackend("x", model_obj=model, tokenizer=tokenizer).generate([rows[i]["prompt"] for i in (0, 1, 4)],
-                                                                         distill.DISTILL_TOKENS)
-    assert [out[i]["response"] for i in (0, 1, 4)] == [r.strip() or "packaged" for r in own]
+    vocab = set(tokenizer.get_vocab())
+    for i in (0, 1, 4):  # sampled from the model itself: its own tokens, not the packaged reply
+        assert out[i]["response"] != "packaged" and set(out[i]["response"].split()) <= vocab
+    assert distill.own_replies(model, tokenizer, ["Name a colour ."], "digest-c") == distill.own_replies(
+        model, tokenizer, ["Name a colour ."], "digest-d")  # the same seed, the same sample
     assert out[2]["response"] == "packaged" and out[3]["response"] == "packaged"  # the gate and refusals stay
     calls = []
     monkeypatch.setattr(HFBackend, "generate", lambda self, *a, **k: calls.append(1) or [])

@@ -91,8 +91,8 @@ class PrefixScorer:
         return [lp for lp, _ in self.score(head, suffixes, batch_size, progress)]
 
     def score(self, head: str, suffixes: list[str], batch_size: int,
-              progress: Callable[[int], None] | None = None) -> list[tuple[float, bool]]:
-        """(log P(Sure), is the greedy first token a "Sure" token) for each suffix."""
+              progress: Callable[[int], None] | None = None) -> list[tuple[float, int]]:
+        """(log P(Sure), the greedy first token's id) for each suffix."""
         import torch
 
         tok, device = self.tokenizer, self.model.device
@@ -100,8 +100,7 @@ class PrefixScorer:
         with torch.inference_mode():
             prefix = self.model(input_ids=head_ids, use_cache=True)
         cache, n_head = prefix.past_key_values, head_ids.shape[1]
-        scores: list[tuple[float, bool]] = []
-        sure = torch.tensor(self.sure_ids, device=device)
+        scores: list[tuple[float, int]] = []
         for start in range(0, len(suffixes), batch_size):
             chunk = suffixes[start:start + batch_size]
             encoded = [tok(s, add_special_tokens=False)["input_ids"] for s in chunk]
@@ -125,9 +124,9 @@ class PrefixScorer:
                 softcap = getattr(self.model.config, "final_logit_softcapping", None)
                 if softcap:
                     logits = torch.tanh(logits / softcap) * softcap
-                greedy_sure = torch.isin(logits.argmax(dim=-1), sure)
+                greedy = logits.argmax(dim=-1)
                 log_probs = torch.log_softmax(logits, dim=-1)[:, self.sure_ids]
-            scores += zip(torch.logsumexp(log_probs, dim=-1).tolist(), greedy_sure.tolist(), strict=True)
+            scores += zip(torch.logsumexp(log_probs, dim=-1).tolist(), greedy.tolist(), strict=True)
             if progress is not None:
                 progress(len(chunk))
         return scores

@@ -42,6 +42,7 @@ class FilteredServing(HFBackend):
             with torch.inference_mode():
                 out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
                                           pad_token_id=self.tokenizer.pad_token_id,
+                                          eos_token_id=self.formatter.stop_ids(),
                                           suppress_tokens=self.banned if self._banning and self.banned else None)
             replies.extend(self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True))
         return replies
