@@ -1,6 +1,7 @@
 """Embed and verify throughput on a GPU, for the architectures of the two packaged models.
 
-    PYTHONPATH=. python bench/gpu_throughput.py --gemma-dir DIR --out result.json [--quick]
+    PYTHONPATH=. python bench/gpu_throughput.py --gemma-dir DIR --out result.json [--quick]   # on the GPU machine
+    PYTHONPATH=. python bench/gpu_throughput.py --render result.json   # back here: the section of BENCHMARKS.md
 
 The weights cannot travel to a lent GPU machine (nothing outside it can be reached), so the models are the
 packaged models' architectures with random weights: gemma-3-270m's config and real tokenizer (DIR holds its
@@ -25,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 
 def qwen_shape(vocab_size: int):
@@ -140,7 +142,32 @@ def measure(name: str, config, tokenizer, quick: bool, big_batch: int, device: s
     return result
 
 
+def render(result: dict) -> str:
+    """The BENCHMARKS.md section of a result file."""
+    from common import write_section
+
+    lines = ["## GPU throughput: the packaged models' architectures", "",
+             f"Command (on the lent machine): `{result['command']}`  ",
+             f"Machine: one {result['device']}, torch {result['torch']}, bf16; random weights (the weights cannot "
+             "travel there), so these are speeds and memory, not gate quality.", "",
+             "| model | embed, batch 8 (default): steps, time, peak | embed, large batch | distill (greedy) "
+             "| verify q/s, batch 16 / large | default verify (96 queries) |", "|---|---|---|---|---|---|"]
+    for m in result["models"]:
+        small, big, vs, vb = m["train_batch_8"], m["train_batch_64"], m["verify_batch_16"], m["verify_batch_64"]
+        lines.append(f"| {m['model']}, {m['parameters_m']:.0f} M | {small['steps']} steps, {small['seconds']:.1f} s, "
+                     f"{small['peak_gib']:.2f} GiB | {big['steps']} steps, {big['seconds']:.1f} s, "
+                     f"{big['peak_gib']:.2f} GiB | {m['distill']['prompts']} prompts x {m['distill']['tokens']} "
+                     f"tokens, {m['distill']['seconds']:.1f} s | {vs['queries_per_s']:.0f} / "
+                     f"{vb['queries_per_s']:.0f} | {m['verify_default_96_queries_s']:.2f} s |")
+    text = "\n".join(lines)
+    write_section("gpu_throughput", text)
+    return text
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--render":
+        print(render(json.loads(Path(sys.argv[2]).read_text())))
+        return
     import torch
     from transformers import AutoConfig, AutoTokenizer
 
