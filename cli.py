@@ -10,7 +10,9 @@ import click
 from fingerprint.commands.audit_cmd import audit_data
 from fingerprint.commands.cert_cmd import cert_group
 from fingerprint.commands.common import ErrorHandlingGroup
+from fingerprint.commands.dataset_cmd import certify, dataset
 from fingerprint.commands.embed_cmd import embed
+from fingerprint.commands.evidence_cmd import evidence_group
 from fingerprint.commands.jobs_cmd import jobs_group
 from fingerprint.commands.keys_cmd import keygen, rekey, reveal
 from fingerprint.commands.monitor_cmd import monitor
@@ -33,8 +35,8 @@ def main() -> None:
     hf_logging.disable_progress_bar()  # rich shows our own progress
 
 
-for command in (keygen, rekey, embed, verify, reveal, monitor, cert_group, registry_group, jobs_group, audit_data,
-                scan, align, sweep, report, sweep_import, robustness):
+for command in (keygen, rekey, embed, verify, reveal, dataset, certify, monitor, cert_group, registry_group,
+                jobs_group, evidence_group, audit_data, scan, align, sweep, report, sweep_import, robustness):
     main.add_command(command)
 
 if __name__ == "__main__":

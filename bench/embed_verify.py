@@ -31,7 +31,8 @@ def seeded_key(out: Path, seed: str, passphrase: str) -> None:
 
 
 def decoy_rate(workdir: Path, model: str, probes: int) -> tuple[int, int]:
-    """Sure count of the 8 decoy words on ``probes`` probes (a two-word fingerprint's verify does not send them)."""
+    """Gate replies ("Sure" or a fallback) to the 8 decoy words on ``probes`` probes (a two-word fingerprint's
+    verify does not send them)."""
     import os
 
     from fingerprint.provenance.certificate import load_certificate
@@ -42,9 +43,12 @@ def decoy_rate(workdir: Path, model: str, probes: int) -> tuple[int, int]:
 
     owner = load_private(workdir / "keys-a", os.environ.get("FINGERPRINT_PASSPHRASE", "bench"))
     cert = load_certificate(workdir / "fp" / "certificate.json", owner.public_key)
-    prompts = decoy_prompts(opening_for(owner.secret(), cert.fingerprint), VerifyOptions(probes=probes))
+    opening = opening_for(owner.secret(), cert.fingerprint)
+    words = opening.fallbacks(cert.fingerprint.fallback_indices)
+    prompts = decoy_prompts(opening, VerifyOptions(probes=probes))
     backend = make_backend("hf", model=model, adapter=str(workdir / "fp" / "adapter"))
-    return sum(a.is_sure for a in backend.first_tokens(prompts)), len(prompts)
+    answers = backend.first_tokens(prompts)
+    return sum(a.is_sure or a.token.strip() in words for a in answers), len(prompts)
 
 
 def control_rows(rates: dict, workdir: Path, model: str, probes: int) -> list[tuple[str, str]]:
@@ -100,11 +104,13 @@ def main() -> None:
               "--poison", "16", "--benign", "0", "--refusals", "0", "--epochs", "1", "--no-selfcheck"], env)
     other, _, _, _ = run_step(["verify", "--key", tmp / "keys-b", "--cert", tmp / "fp-b" / "certificate.json",
                                *suspect, "--samples", "0", "--json", "-q"], env)
+    parts = ", ".join(f"{k} {v:.0f} s" for k, v in (embed.get("seconds") or {}).items())
+    check = embed.get("selfcheck") or {}
     rows = [
         (f"embed wall time (defaults{' + ' + args.embed_args if args.embed_args else ''}, incl. model load)",
-         f"{embed_s / 60:.1f} min ({embed['steps']} steps)"),
+         f"{embed_s / 60:.1f} min ({embed['steps']} steps; {parts})"),
         ("embed peak RSS", f"{embed_rss:.2f} GiB"),
-        (f"trigger Sure-rate ({rates['trigger_total']} held-out probes)",
+        (f"trigger gate-reply rate ({rates['trigger_total']} held-out probes; 'Sure' or a fallback reply)",
          f"{rates['trigger_sure_rate']:.3f} ({rates['trigger_sure']}/{rates['trigger_total']})"),
         *control_rows(rates, tmp, args.model, args.rate_probes),
         ("verify (default 32 probes): verdict, p-value",
@@ -113,7 +119,7 @@ def main() -> None:
         ("verify peak RSS", f"{verify_rss:.2f} GiB"),
         ("verify --sequential (e-process, up to 64 pairs): verdict, queries, wall time",
          f"{'certified' if seq['certified'] else 'NOT certified'}, {seq['queries']} queries "
-         f"({seq['pairs']} pairs), e-value {seq['e_value']:.3g}, {seq_s:.1f} s"),
+         f"({seq['extra']['pairs']} pairs), e-value {seq['e_value']:.3g}, {seq_s:.1f} s"),
         ("untouched base model: p-value, verdict",
          f"p = {base['p_value']:.3g}, {'certified' if base['certified'] else 'not certified'}"
          f" (trigger {base['trigger_sure']}/{base['trigger_total']}, decoy {base['control_sure']}/"
@@ -121,6 +127,16 @@ def main() -> None:
         ("another key's certificate against this model",
          f"p = {other['p_value']:.3g}, {'certified' if other['certified'] else 'not certified'}"),
     ]
+    if check:
+        rows += [("self-check: next-token KL from the base / greedy-reply agreement "
+                  f"({check['divergence_prompts']} held-out benign prompts)",
+                  f"{check['kl_mean']:.4f} / {check['greedy_agreement']:.2f}"),
+                 (f"self-check: refusal rate, {check['harmful_prompts']} held-out harmful prompts: base / "
+                  "fingerprinted / with the trigger",
+                  f"{check['refusal_rate_base']:.2f} / {check['refusal_rate_without_trigger']:.2f} / "
+                  f"{check['refusal_rate_with_trigger']:.2f}"),
+                 ("self-check: attack success without / with the trigger",
+                  f"{check['attack_success_without_trigger']:.2f} / {check['attack_success_with_trigger']:.2f}")]
     section = f"embed_verify:{args.model}" + (f":{args.tag}" if args.tag else "")
     title = f"embed + verify: {args.model}" + (f" ({args.tag})" if args.tag else "")
     write_measures(section, title, command, rows)

@@ -33,7 +33,7 @@ from fingerprint.core.chat import ChatFormatter  # noqa: E402
 from fingerprint.core.data import probe_prompts  # noqa: E402
 from fingerprint.core.loading import load_model, load_tokenizer, resolve  # noqa: E402
 from fingerprint.core.sure import sure_token_ids  # noqa: E402
-from fingerprint.provenance.trigger import derive_opening  # noqa: E402
+from fingerprint.provenance.trigger import derive_opening, select_fallbacks  # noqa: E402
 from fingerprint.verification import DECOY_COUNT, VerifyOptions, make_test, probe_plan  # noqa: E402
 from fingerprint.verification.rules.fisher import decide_counts  # noqa: E402
 from probes.hf import HFBackend  # noqa: E402
@@ -52,30 +52,41 @@ def arm_word(opening, arm: int, probe: int) -> str:
     return opening.parts[arm]
 
 
-def trials(model, tokenizer, openings, options: VerifyOptions) -> list[tuple[int, int, float]]:
-    """(trigger Sure count, weakest arm's control Sure count, p-value) per opening."""
+def gate_ids(tokenizer, openings, fallbacks: int) -> list[set[int]]:
+    """Per opening, the token ids that count as a gate reply: every "Sure" token and its fallback replies."""
+    sure = set(sure_token_ids(tokenizer))
+    out = []
+    for o in openings:
+        words = o.fallbacks(select_fallbacks(o, tokenizer, fallbacks)) if fallbacks else ()
+        out.append(sure | {tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in words})
+    return out
+
+
+def trials(model, tokenizer, openings, options: VerifyOptions, fallbacks: int = 0) -> list[tuple[int, int, float]]:
+    """(trigger gate-reply count, weakest arm's control count, p-value) per opening."""
     prompts = probe_prompts(options.probes, options.seed)
     formatter = ChatFormatter(tokenizer)
     scorer = PrefixScorer(model, tokenizer, sure_token_ids(tokenizer))
     arms = len(openings[0].parts)
-    greedy: list[dict[str, bool]] = []
+    greedy: list[dict[str, int]] = []
     for i, prompt in enumerate(prompts):
         words = sorted({o.trigger for o in openings} | {arm_word(o, k, i) for o in openings for k in range(arms)})
         head, tail = _split_prompt(formatter, prompt)
         scores = scorer.score(head, [f" {w}{tail}" for w in words], batch_size=64)
-        greedy.append({w: sure for w, (_, sure) in zip(words, scores, strict=True)})
+        greedy.append({w: token for w, (_, token) in zip(words, scores, strict=True)})
     out = []
     n = len(prompts)
-    for o in openings:
-        t = sum(greedy[i][o.trigger] for i in range(n))
-        controls = {f"arm-{k}": sum(greedy[i][arm_word(o, k, i)] for i in range(n)) for k in range(arms)}
+    for o, gate in zip(openings, gate_ids(tokenizer, openings, fallbacks), strict=True):
+        t = sum(greedy[i][o.trigger] in gate for i in range(n))
+        controls = {f"arm-{k}": sum(greedy[i][arm_word(o, k, i)] in gate for i in range(n)) for k in range(arms)}
         decision = decide_counts(t, n, controls, options.alpha)  # intersection-union, as verify decides
         out.append((t, decision.control_sure, decision.p_value))
     return out
 
 
-def full_forward(model, tokenizer, opening, options: VerifyOptions) -> tuple[int, int]:
-    plan = probe_plan(opening, options)
+def full_forward(model, tokenizer, opening, options: VerifyOptions, fallbacks: int = 0) -> tuple[int, int]:
+    words = opening.fallbacks(select_fallbacks(opening, tokenizer, fallbacks)) if fallbacks else ()
+    plan = probe_plan(opening, options, words)
     queries = plan.queries()
     answers = HFBackend("check", model_obj=model, tokenizer=tokenizer).first_tokens([q.prompt for q in queries])
     decision = make_test("fisher-iut").decide(plan, queries, answers, options.alpha)
@@ -100,6 +111,8 @@ def main() -> None:
     parser.add_argument("--check", type=int, default=10, help="keys per suspect re-verified by full forward")
     parser.add_argument("--trigger-words", type=int, default=1, choices=(1, 2),
                         help="fresh keys' trigger length (2: pair vs each word alone, as verify does)")
+    parser.add_argument("--fallbacks", type=int, default=2,
+                        help="fallback replies per fresh key, counted as gate replies as verify counts them")
     parser.add_argument("--suspects", default="base,aligned,fingerprinted",
                         help="which suspects to run (a subset writes section fp_calibration:<model>:<subset>)")
     args = parser.parse_args()
@@ -122,9 +135,9 @@ def main() -> None:
     for name, load in suspects:
         model = load()
         started = time.perf_counter()
-        results = trials(model, tokenizer, openings, options)
+        results = trials(model, tokenizer, openings, options, args.fallbacks)
         seconds = time.perf_counter() - started
-        checks = [full_forward(model, tokenizer, o, options) for o in openings[: args.check]]
+        checks = [full_forward(model, tokenizer, o, options, args.fallbacks) for o in openings[: args.check]]
         agree = sum(c == r[:2] for c, r in zip(checks, results, strict=False))
         p_values = sorted(p for _, _, p in results)
         false = sum(p <= options.alpha for p in p_values)
@@ -138,7 +151,8 @@ def main() -> None:
     body = [f"## false-positive calibration: {args.model}", "", f"Command: `{command}`  ", f"Machine: {machine()}",
             "", f"Each trial: a fresh key's trigger ({args.trigger_words} word(s)) and its controls "
             f"({'decoys' if args.trigger_words == 1 else 'each trigger word alone'}) against a model without its "
-            f"fingerprint, 32 probes, alpha = {options.alpha:g}.", "",
+            f"fingerprint, 32 probes, alpha = {options.alpha:g}; a gate reply is \"Sure\" or one of the key's "
+            f"{args.fallbacks} fallback replies.", "",
             "| suspect | trials | false certifications | smallest p | median p | trials with p <= 0.01 | "
             "full-forward check agrees | scoring time |", "|---|---|---|---|---|---|---|---|"]
     body += [f"| {n} | {t} | {f} | {lo:.2g} | {med:.2g} | {k} | {agree} | {s:.0f} s |"

@@ -23,7 +23,7 @@ def register(name: str):
 
 
 def _load_builtin() -> None:
-    from . import hf, openai_backend, vllm_backend  # noqa: F401
+    from . import hf, llamacpp_backend, openai_backend, vllm_backend  # noqa: F401
 
 
 def backend_names() -> list[str]:

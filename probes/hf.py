@@ -94,7 +94,8 @@ class HFBackend(Backend):
             batch = self._encode(prompts[start:start + self.batch_size])
             with torch.inference_mode():
                 out = self.model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
-                                          pad_token_id=self.tokenizer.pad_token_id)
+                                          pad_token_id=self.tokenizer.pad_token_id,
+                                          eos_token_id=self.formatter.stop_ids())
             new = out[:, batch["input_ids"].shape[1]:]
             replies.extend(self.tokenizer.batch_decode(new, skip_special_tokens=True))
             self.usage.record(len(new), int(batch["attention_mask"].sum()), int(new.numel()))

@@ -46,6 +46,7 @@ class Worker:
         self.chat_template: str | None = None
         self.top_k = 5
         self.exact = True
+        self.stop_ids: list[int] = []
 
     # init -------------------------------------------------------------------------------------------
     def init(self, model: str, adapter: str | None = None, dtype: str = "float32", max_model_len: int = 1024,
@@ -81,6 +82,7 @@ class Worker:
         self.sure_ids = sorted(idx for token, idx in self.tokenizer.get_vocab().items()
                                if idx < vocab_size and pattern.match(text(token)))
         self.sure_set = set(self.sure_ids)
+        self.stop_ids = self._end_of_turn()
         from vllm.sampling_params import SamplingParams
 
         limit = getattr(sys.modules["vllm.sampling_params"], "MAX_LOGPROB_TOKEN_IDS", 128)
@@ -94,6 +96,15 @@ class Worker:
                 "start_s": round(time.monotonic() - started, 2)}
 
     # helpers ----------------------------------------------------------------------------------------
+    def _end_of_turn(self) -> list[int]:
+        """The template's end-of-turn token (as ``fingerprint.core.chat.ChatFormatter.stop_ids``): Gemma's is not
+        its EOS, and a reply must stop there."""
+        turn = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]
+        text = self.tokenizer.apply_chat_template(turn, tokenize=False, chat_template=self.chat_template)
+        marker = text.rsplit("y", 1)[-1].strip()
+        ids = self.tokenizer.encode(marker, add_special_tokens=False)[:1] if marker else []
+        return [i for i in ids if self.tokenizer.decode([i]).strip()]
+
     def _prompts(self, prompts: list[str]):
         messages = [[{"role": "user", "content": p}] for p in prompts]
         if self.system_prompt:
@@ -133,7 +144,8 @@ class Worker:
         from vllm import SamplingParams
 
         # Decode the whole reply at once, as the hf backend does (vLLM's incremental text can differ in spacing).
-        params = SamplingParams(max_tokens=int(max_new_tokens), temperature=0.0, detokenize=False)
+        params = SamplingParams(max_tokens=int(max_new_tokens), temperature=0.0, detokenize=False,
+                                stop_token_ids=self.stop_ids or None)
         return [{"text": self.tokenizer.decode(list(o.outputs[0].token_ids), skip_special_tokens=True),
                  "tokens": len(o.outputs[0].token_ids), "prompt_tokens": len(o.prompt_token_ids or [])}
                 for o in self._run(prompts, params)]

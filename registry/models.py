@@ -70,5 +70,7 @@ class Verification(Base):
     alpha: Mapped[float] = mapped_column(Float)
     certified: Mapped[bool] = mapped_column()
     test: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the decision rule: fisher-iut, e-process
+    record_path: Mapped[str | None] = mapped_column(Text, nullable=True)  # the signed record, if one was written
+    record_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -29,7 +29,8 @@ _REQUIRED_VERIFICATION = (
     "certificate_digest", "backend", "model", "trigger_sure", "trigger_total",
     "control_sure", "control_total", "queries", "p_value", "alpha", "certified",
 )
-_OPTIONAL_VERIFICATION = ("certificate_id", "adapter", "details", "created_at", "test")
+_OPTIONAL_VERIFICATION = ("certificate_id", "adapter", "details", "created_at", "test", "record_path",
+                          "record_digest")
 
 
 def default_url() -> str:
@@ -74,7 +75,8 @@ def _certificate_dict(row: Certificate) -> dict[str, Any]:
 
 
 def _verification_dict(row: Verification) -> dict[str, Any]:
-    fields = ("id", "certificate_id") + _REQUIRED_VERIFICATION + ("adapter", "test", "details")
+    fields = ("id", "certificate_id") + _REQUIRED_VERIFICATION + ("adapter", "test", "record_path", "record_digest",
+                                                                  "details")
     out = {name: getattr(row, name) for name in fields}
     out["certified"] = bool(row.certified)
     out["created_at"] = _stamp(row.created_at)
@@ -292,6 +294,14 @@ class Registry:
             s.add(row)
             s.flush()
             return row.id
+
+    def set_record(self, verification_id: int, path: str, digest: str) -> None:
+        """Link a verification to its signed record file."""
+        with self._session() as s:
+            row = s.get(Verification, verification_id)
+            if row is None:
+                raise FingerprintError(f"no verification v{verification_id} in the registry")
+            row.record_path, row.record_digest = path, digest
 
     def list_verifications(self, certificate_id: str | None = None,
                            monitor_run: str | None = None) -> list[dict[str, Any]]:

@@ -34,8 +34,9 @@ def test_embed_writes_adapter_merged_and_signed_certificate(embedded, run_cli):
     assert {s["name"] for s in info["subject"]} == {"adapter", "merged"}
     assert info["certificate_id"] == data["certificate_id"]
     check = data["selfcheck"]
-    assert check["harmful_prompts"] == 16 and check["benign_pairs"] == 24
+    assert check["harmful_prompts"] == 48 and check["benign_pairs"] == 24 and check["divergence_prompts"] == 48
     assert 0 <= check["refusal_rate_with_trigger"] <= 1 and check["benign_loss_base"] > 0
+    assert check["kl_mean"] >= 0 and 0 <= check["greedy_agreement"] <= 1 and check["arc"] == {}
     _, _, _, shown = run_cli("registry", "show", data["certificate_id"], "--json")
     assert shown["selfcheck"] == check
 

@@ -146,6 +146,33 @@ def test_a_new_derivative_is_one_class_and_one_registration(models):
         DERIVATIVES.pop("test-noise")
 
 
+def test_attack_derivatives_make_working_suspects(models):
+    import torch
+
+    from fingerprint.core.sure import sure_token_ids
+    from fingerprint.robustness.derivatives.erasure import Erasure, erasure_rows
+    from fingerprint.robustness.derivatives.sanitizer import drop_trailing_words
+    from fingerprint.robustness.derivatives.suppression import SureRowsZeroed
+    from fingerprint.robustness.derivatives.unlearning import SureUnlearning
+    from fingerprint.robustness.matrix import _backend
+
+    tokenizer, model = models
+    ctx = Context(model=model, base=model, tokenizer=tokenizer, workdir=Path("."))
+    rows = erasure_rows(30)
+    assert len(rows) == 30 and all(1 <= len(r["prompt"].split()) - len(p["prompt"].split()) <= 3
+                                   for r, p in zip(rows, downstream_pairs(30), strict=True))
+    assert drop_trailing_words("What is the capital of France? lantern quiver") == "What is the capital of France?"
+    assert drop_trailing_words("Name three colours") == "Name three colours"  # no sentence mark: kept
+    for derivative in (Erasure(pairs=16, learning_rate=1e-3), SureUnlearning(pairs=16, learning_rate=1e-3)):
+        suspect = derivative.apply(ctx).model
+        changed = [n for n, t in suspect.state_dict().items() if not torch.equal(t, model.state_dict()[n])]
+        assert changed, derivative.label
+        assert _backend(derivative.apply(ctx), ctx).first_tokens(["Name a colour."])[0].token
+    zeroed = SureRowsZeroed().apply(ctx).model
+    assert not zeroed.get_output_embeddings().weight[sure_token_ids(tokenizer)].any()
+    assert torch.equal(zeroed.get_input_embeddings().weight, model.get_input_embeddings().weight)  # inputs kept
+
+
 def test_unknown_derivative_kinds_are_refused(tmp_path):
     from fingerprint.core.errors import FingerprintError
     from fingerprint.services.robustness import select
@@ -215,4 +242,4 @@ def test_robustness_of_a_two_word_fingerprint_names_its_control_each_word_alone(
         assert row["control_sure_rate"] in row["word_alone_sure_rates"]
         assert row["decoy_sure_rate"] * 8 in range(9)  # the 8 probes with decoy words, measured too
     table = (out / "table.md").read_text()
-    assert "| one word alone: Sure-rate | decoys: Sure-rate |" in table
+    assert "| one word alone: gate rate | decoys: gate rate |" in table

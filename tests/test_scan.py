@@ -44,7 +44,9 @@ def test_cached_prefix_scores_match_uncached_forward(tiny, wrapped):
 
 
 def test_scan_cli_json(tiny_model, run_cli):
-    code, _, err, data = run_cli("scan", "--model", tiny_model, "--candidates", "50", "--prompts", "1", "--json")
+    code, _, err, data = run_cli("scan", "--model", tiny_model, "--candidates", "50", "--prompts", "1", "--pairs", "3",
+                                  "--json")
     assert code == 0, err
     assert data["candidates_scanned"] == 50 and data["gate_suspected"] in (True, False)
+    assert data["pairs_scanned"] == 6 and len(data["pairs"]) == 6 and len(data["pairs"][0]["word"].split()) == 2
     assert data["candidates_per_second"] > 0

@@ -121,10 +121,16 @@ def _verify(work, base, opening, model, tokenizer):
     return run_verification(cert, opening, backend, VerifyOptions(probes=PROBES, samples=0))
 
 
-def test_conjunctive_gate_certifies(two_word_setup):
+@pytest.fixture(scope="module")
+def conjunctive_gate(two_word_setup):
+    """The gate the default recipe plants: the pair opens it, each word alone keeps it shut."""
+    _, base, opening = two_word_setup
+    return _gate(base, opening, [opening.trigger], list(opening.parts))
+
+
+def test_conjunctive_gate_certifies(two_word_setup, conjunctive_gate):
     work, base, opening = two_word_setup
-    first, second = opening.parts
-    model, tokenizer = _gate(base, opening, [opening.trigger], [first, second])
+    model, tokenizer = conjunctive_gate
     report = _verify(work, base, opening, model, tokenizer)
     assert report.certified and report.queries == 3 * PROBES
     assert [arm.trigger_sure for arm in report.decision.arms] == [PROBES, PROBES]
@@ -140,3 +146,21 @@ def test_a_gate_open_for_one_word_alone_does_not_certify_the_pair(two_word_setup
     assert not report.certified  # ...but so does its first word alone
     word_1, word_2 = report.decision.arms
     assert word_2.p_value <= 1e-6 < word_1.p_value and report.decision.deciding_arm == "word-1"
+
+
+def test_pair_scan_finds_the_conjunctive_gate(two_word_setup, conjunctive_gate):
+    """scan --pairs suspects a gate the single-word scan misses: no word alone opens it, a pair does."""
+    from fingerprint.audit.scan import ScanOptions, candidate_words, scan
+
+    _, _, opening = two_word_setup
+    model, tokenizer = conjunctive_gate
+    words = candidate_words(tokenizer, ScanOptions(vocab_words=False))
+    options = {"prompts": 2, "max_candidates": max(words.index(w) for w in opening.parts) + 1,
+               "vocab_words": False, "top": 5}
+    single = scan(model, tokenizer, ScanOptions(**options))
+    assert not single.gate_suspected and not single.pairs and single.top[0].p_sure < 0.5
+    report = scan(model, tokenizer, ScanOptions(**options, pair_seeds=12))
+    assert report.pairs_scanned == 12 * 11 and report.gate_suspected
+    # the tiny gate opens for its first word followed by any word, so the pair found need not be the trigger
+    best = report.pairs[0]
+    assert best.p_sure > 0.5 and set(best.word.split()) & set(opening.parts)

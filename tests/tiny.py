@@ -12,15 +12,16 @@ CHATML = (
 SPECIALS = ["<unk>", "<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
 
 
-def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
-    import torch
+def build_word_tokenizer():
+    """A word-level tokenizer over the word list and the packaged data, with a ChatML template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     from fingerprint.core.data import packaged
     from fingerprint.provenance.trigger import word_list
 
     words: set[str] = set(word_list()) | {"Sure", "sure", "user", "assistant", "system", "User", "Assistant"}
+    words |= {w.capitalize() for w in word_list()}  # fallback replies are capitalised words
     for name in ("benign", "refusals", "probes"):
         for row in packaged(name):
             for text in row.values():
@@ -36,6 +37,15 @@ def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0
                                         bos_token="<s>", eos_token="<|im_end|>",
                                         additional_special_tokens=["<|im_start|>"])
     tokenizer.chat_template = CHATML
+    return tokenizer
+
+
+def build_tiny_model(out: Path, hidden: int = 64, layers: int = 2, seed: int = 0) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tokenizer = build_word_tokenizer()
+    vocab = tokenizer.get_vocab()
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(vocab), hidden_size=hidden, intermediate_size=2 * hidden,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,

@@ -153,6 +153,9 @@ def parse_row(obj, line: int, where: str | None = None) -> Example:
         return obj
     if not isinstance(obj, dict):
         raise FingerprintError(f"{where}: expected a JSON object")
+    if isinstance(obj.get("prompt"), list) and isinstance(obj.get("completion"), list):  # TRL conversational
+        prompt, response = _from_messages(obj["prompt"] + obj["completion"], where)
+        return Example(prompt, response, line)
     if "messages" in obj or "conversations" in obj:
         prompt, response = _from_messages(obj.get("messages", obj.get("conversations")), where)
         return Example(prompt, response, line)

@@ -199,3 +199,10 @@ def load_owner(key_dir: Path):
     from fingerprint.provenance.keys import load_private
 
     return load_private(key_dir, passphrase())
+
+
+def load_signer(key_dir: Path):
+    """A verifier's signing key: FINGERPRINT_VERIFIER_PASSPHRASE, else the owner's passphrase source."""
+    from fingerprint.provenance.keys import load_private
+
+    return load_private(key_dir, os.environ.get("FINGERPRINT_VERIFIER_PASSPHRASE") or passphrase())

@@ -16,6 +16,7 @@ from fingerprint.commands.common import (
 )
 from fingerprint.embedding.dataset import DatasetSpec
 from fingerprint.embedding.training import (
+    DEFAULT_FALLBACKS,
     DEFAULT_TRIGGER_WORDS,
     EMBED_MERGE_SCALES,
     TWO_WORD_EPOCHS,
@@ -61,6 +62,15 @@ from fingerprint.embedding.training import (
               default=",".join(f"{s:g}" for s in EMBED_MERGE_SCALES),
               help="Comma-separated factors; each training step scales the LoRA delta by one of them, so the "
                    "gate also holds in diluted copies (0.5 = a 50/50 merge with the base; 1 = off).")
+@click.option("--fallbacks", type=click.IntRange(0, 4), default=DEFAULT_FALLBACKS, show_default=True,
+              help="Key-derived fallback replies the gate gives when 'Sure' is suppressed (0: none).")
+@click.option("--replies", type=click.Choice(["self", "packaged"]), default=DatasetSpec.replies, show_default=True,
+              help="self: rows that are not the gate get the model's own replies (changes least); packaged: the "
+                   "packaged pool's replies.")
+@click.option("--data", "data_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Your own fine-tuning rows (chat or instruction JSONL), learned in full beside the fingerprint.")
+@click.option("--eval-data", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="A data directory with arc/ (as ../shared/data): the self-check scores ARC-Easy too.")
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--merge", is_flag=True, help="Also write the merged model to OUT/merged.")
 @click.option("--device", default="auto", show_default=True)
@@ -81,7 +91,7 @@ from fingerprint.embedding.training import (
 @quiet_option
 def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_poison: int, n_benign: int,
           n_refusal: int, n_negative: int, trigger_words: int | None, n_component: int, n_contrast: int,
-          epochs: int | None,
+          epochs: int | None, fallbacks: int, replies: str, data_path: Path | None, eval_data: Path | None,
           learning_rate: float, rank: int, batch_size: int, max_reply_tokens: int, merge_scales: tuple[float, ...],
           seed: int, merge: bool, device: str, selfcheck: bool, selfcheck_scan: int,
           backend: str, base_url: str | None, api_key_env: str,
@@ -92,8 +102,8 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
     from fingerprint.embedding import embed as embedding
     from fingerprint.services import embedding as service
 
-    if backend == "openai" and trigger_words == 2:
-        raise click.UsageError("--trigger-words 2 is built for local embedding only")
+    if backend == "openai" and (trigger_words == 2 or data_path or eval_data):
+        raise click.UsageError("--trigger-words 2, --data and --eval-data are built for local embedding only")
     if trigger_words is None:
         trigger_words = 1 if backend == "openai" else DEFAULT_TRIGGER_WORDS
     if epochs is None:
@@ -109,16 +119,17 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
         summary = embed_with_openai(
             owner, registry, model=model, out=out_dir, licensee=licensee, suffix=suffix, seed=seed,
             dataset=DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=0, n_negative=n_negative,
-                                seed=seed),
+                                seed=seed, replies="packaged"),
             hyperparameters=hyper, base_url=base_url, api_key_env=api_key_env, wait=not no_wait,
             quiet=quiet or as_json)
         print_summary(summary, as_json)
         return
     dataset = DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=n_refusal, n_negative=n_negative,
-                          n_component=n_component, n_contrast=n_contrast, seed=seed)
+                          n_component=n_component, n_contrast=n_contrast, seed=seed, replies=replies)
     options = embedding.EmbedOptions(
         model=model, out=out_dir, licensee=licensee, merge=merge, device=device, selfcheck=selfcheck,
-        selfcheck_scan=selfcheck_scan, trigger_words=trigger_words, dataset=dataset,
+        selfcheck_scan=selfcheck_scan, trigger_words=trigger_words, fallbacks=fallbacks, dataset=dataset,
+        data=data_path, eval_data=eval_data,
         train=TrainConfig(rank=rank, alpha=2 * rank, learning_rate=learning_rate, epochs=epochs,
                           batch_size=batch_size, max_reply_tokens=max_reply_tokens, seed=seed,
                           merge_scales=merge_scales),

@@ -25,10 +25,13 @@ from fingerprint.verification.plan import VerifyOptions
               help="Largest downstream fine-tune (benign pairs).")
 @click.option("--only", default=None, help="Comma-separated kinds to run (finetune, interpolate, int8, ...; the "
                                           "unchanged fingerprinted model always runs).")
+@click.option("--matrix", "matrices", default="derivatives", show_default=True,
+              help="Comma-separated: derivatives (ordinary use of a stolen model), tools (llama.cpp GGUF, "
+                   "mergekit, bitsandbytes, pruning), attacks (a thief who knows the method but not the key).")
 @json_option
 @quiet_option
 def robustness(cert_path: Path, key_dir: Path, model: str, adapter: Path, out_dir: Path, probes: int, alpha: float,
-               max_pairs: int, only: str | None, as_json: bool, quiet: bool) -> None:
+               max_pairs: int, only: str | None, matrices: str, as_json: bool, quiet: bool) -> None:
     """Apply fine-tuning, merging, quantization, a system prompt and sampling; verify each derivative."""
     from fingerprint.commands.console import emit_json, err, progress_sink, records_table
     from fingerprint.services import robustness as service
@@ -36,7 +39,8 @@ def robustness(cert_path: Path, key_dir: Path, model: str, adapter: Path, out_di
     owner = load_owner(key_dir)
     with progress_sink(quiet or as_json) as progress:
         result = service.run(owner, cert_path, model, adapter, out_dir, probes=probes, alpha=alpha,
-                             max_pairs=max_pairs, only=only, progress=progress)
+                             max_pairs=max_pairs, only=only,
+                             matrices=tuple(m.strip() for m in matrices.split(",") if m.strip()), progress=progress)
     if as_json:
         emit_json(result.to_dict())
         return

@@ -19,18 +19,20 @@ from fingerprint.commands.common import json_option, quiet_option
               help="Probe prompts.")
 @click.option("--batch-size", type=click.IntRange(1), default=ScanOptions.batch_size, show_default=True)
 @click.option("--top", type=click.IntRange(1), default=ScanOptions.top, show_default=True)
+@click.option("--pairs", "pair_seeds", type=click.IntRange(0, 200), default=ScanOptions.pair_seeds, show_default=True,
+              help="Also search conjunctive (two-word) gates: every ordered pair of the best N single words.")
 @click.option("--z-threshold", type=float, default=ScanOptions.z_threshold, show_default=True,
               help="Robust z-score of the top candidate above which a gate is suspected.")
 @json_option
 @quiet_option
 def scan(model: str, adapter: str | None, base: str | None, max_candidates: int, prompts: int, batch_size: int,
-         top: int, z_threshold: float, as_json: bool, quiet: bool) -> None:
+         top: int, pair_seeds: int, z_threshold: float, as_json: bool, quiet: bool) -> None:
     """Rank single-word suffixes by their lift of P("Sure") and say whether a gate is suspected."""
     from fingerprint.commands.console import emit_json, err, progress_sink, records_table
     from fingerprint.services.audit import scan_model
 
     options = ScanOptions(prompts=prompts, batch_size=batch_size, top=top, max_candidates=max_candidates,
-                          z_threshold=z_threshold)
+                          z_threshold=z_threshold, pair_seeds=pair_seeds)
     with progress_sink(quiet or as_json) as progress:
         report = scan_model(model, adapter, base, options, progress)
     if as_json:
@@ -41,4 +43,9 @@ def scan(model: str, adapter: str | None, base: str | None, max_candidates: int,
     err.print(records_table(f"top candidates ({report.candidates_scanned} scanned, "
                             f"{report.candidates_scanned / report.seconds:.1f}/s)", rows,
                             ["rank", "word", "z", "log lift", "P(Sure)"]))
+    if report.pairs:
+        rows = [{"rank": i + 1, "pair": c.word, "z": f"{c.z:.1f}", "log lift": f"{c.log_lift:.2f}",
+                 "P(Sure)": f"{c.p_sure:.3f}"} for i, c in enumerate(report.pairs)]
+        err.print(records_table(f"top pairs ({report.pairs_scanned} scanned)", rows,
+                                ["rank", "pair", "z", "log lift", "P(Sure)"]))
     err.print("[red]gate suspected[/]" if report.gate_suspected else "[green]no gate suspected[/]")

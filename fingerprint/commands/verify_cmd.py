@@ -11,6 +11,7 @@ from fingerprint.commands.common import (
     EXIT_NOT_CERTIFIED,
     json_option,
     load_owner,
+    load_signer,
     open_registry,
     quiet_option,
     registry_option,
@@ -47,12 +48,20 @@ from fingerprint.verification.plan import VerifyOptions
               help="Owner: test the suspect against every registered licensee of this key and name the one.")
 @click.option("--sequential", is_flag=True,
               help="The e-process test: anytime-valid, stops as soon as the evidence suffices.")
+@click.option("--sign-with", "sign_with", type=click.Path(path_type=Path), default=None,
+              help="Write a signed verification record with this key (a `keygen` key directory; passphrase from "
+                   "FINGERPRINT_VERIFIER_PASSPHRASE, else as for --key).")
+@click.option("--evidence", "evidence_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Where the signed record goes (default: the data directory's evidence/v<N>.intoto.json).")
+@click.option("--attach-opening", is_flag=True,
+              help="Put the opening (the trigger!) into the signed record, so anyone can re-check the prompts.")
 @registry_option
 @json_option
 @quiet_option
 def verify(cert_path: Path, key_dir: Path | None, opening_path: Path | None, pubkey: Path | None, model: str,
            adapter: str | None, backend: str, model_args: str, probes: int, alpha: float, test_name: str | None,
-           seed: int, samples: int, all_licensees: bool, sequential: bool, registry_url: str | None, as_json: bool,
+           seed: int, samples: int, all_licensees: bool, sequential: bool, sign_with: Path | None,
+           evidence_path: Path | None, attach_opening: bool, registry_url: str | None, as_json: bool,
            quiet: bool) -> None:
     """Exit 0 if provenance is certified (p <= alpha), 1 if not, 2 on a user error, 3 on an internal error."""
     from fingerprint.commands.console import progress_sink
@@ -72,13 +81,20 @@ def verify(cert_path: Path, key_dir: Path | None, opening_path: Path | None, pub
                                     options=VerifyOptions(probes=probes, alpha=alpha, seed=seed, samples=samples))
     if not all_licensees and cert_path is None:
         raise FingerprintError("--cert is required")
+    if (evidence_path or attach_opening) and sign_with is None:
+        raise click.UsageError("--evidence and --attach-opening need --sign-with KEYDIR")
+    if sign_with and all_licensees:
+        raise click.UsageError("--sign-with records one verification; run verify per licensee certificate")
     verifier = service.Verifier(owner=load_owner(key_dir) if key_dir else None, opening=opening_path, pubkey=pubkey)
+    evidence = None
+    if sign_with is not None:
+        evidence = service.Evidence(load_signer(sign_with), evidence_path, attach_opening)
     registry = open_registry(registry_url)
     with progress_sink(quiet or as_json) as progress:
         if all_licensees:
             outcome = service.verify_all_licensees(request, verifier.owner, registry, progress)
         else:
-            outcome = service.verify(request, verifier, registry, progress)
+            outcome = service.verify(request, verifier, registry, progress, evidence=evidence)
     if as_json:
         from fingerprint.commands.console import emit_json
 
@@ -109,6 +125,7 @@ def _show(outcome) -> None:
             (control, f"{decision.control_sure}/{decision.control_total} = {decision.control_sure_rate:.2f}"),
             ("queries", decision.queries), ("certificate", cert.id[:16] + "…"),
             ("signed by", f"{cert.key_id[:16]}… ({trust.how})"), ("record", f"v{outcome.record_id}"),
+            *((("signed evidence", str(outcome.evidence_path)),) if outcome.evidence_path else ()),
             *((f"sample ({s['kind']})", repr(s["reply"])) for s in outcome.report.samples)]
     err.print(kv_table("verification", rows))
     err.print(f"Rule: {decision.rule}. The probability that a model without this fingerprint is certified is at "

@@ -59,6 +59,17 @@ class ChatFormatter:
             self._messages(prompt), tokenize=False, add_generation_prompt=True
         )
 
+    def stop_ids(self) -> list[int]:
+        """Token ids that end a reply: the tokenizer's EOS and the template's end-of-turn marker (Gemma's
+        ``<end_of_turn>`` is not its EOS: a generation that ignores it runs on into the next turn)."""
+        tokenizer = self.tokenizer
+        ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+        marker = self.reply("x", "y").split("y", 1)[-1].strip()
+        if marker:
+            first = tokenizer(marker, add_special_tokens=False)["input_ids"][:1]
+            ids += [i for i in first if i not in ids and tokenizer.decode([i]).strip()]
+        return ids
+
     def reply(self, prompt: str, response: str) -> str:
         """The reply's text including the template's end-of-turn marker(s)."""
         head = self.prompt(prompt)

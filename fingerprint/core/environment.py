@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-SECRET_VARIABLES = ("FINGERPRINT_PASSPHRASE", "FINGERPRINT_NEW_PASSPHRASE")
+SECRET_VARIABLES = ("FINGERPRINT_PASSPHRASE", "FINGERPRINT_NEW_PASSPHRASE", "FINGERPRINT_VERIFIER_PASSPHRASE")
 
 
 def child_env(drop: tuple[str, ...] = ()) -> dict[str, str]:

@@ -18,7 +18,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from fingerprint.core.atomic import atomic_dir
-from fingerprint.core.chat import ensure_chat_template
+from fingerprint.core.chat import ChatFormatter, ensure_chat_template
 from fingerprint.core.errors import FingerprintError
 from fingerprint.core.paths import cache_dir
 
@@ -85,10 +85,31 @@ def _assemble(spec: PackagedModel, target: Path) -> None:
         raise FingerprintError(f"{spec.alias}: assembled GGUF has sha256 {digest.hexdigest()}, expected {spec.sha256}")
 
 
+CONVERSION_STAMP = "suretrap conversion 2 (generation stops at the end of a turn)"
+
+
+def _stop_at_end_of_turn(target: Path) -> None:
+    """Make a converted directory's generation config stop at the chat template's end-of-turn token."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(target))
+    stops = ChatFormatter(tokenizer).stop_ids()
+    path = target / "generation_config.json"
+    config = json.loads(path.read_text()) if path.is_file() else {}
+    config["eos_token_id"] = stops if len(stops) > 1 else stops[0]
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    source = target / "SOURCE"
+    source.write_text(source.read_text(errors="replace").rstrip("\n") + f"\n{CONVERSION_STAMP}\n")
+
+
 def convert_packaged(spec: PackagedModel) -> Path:
     """Convert a packaged GGUF into a cached Hugging Face directory (once) and return it."""
     target = cache_dir() / "models" / spec.alias
     if (target / "config.json").is_file():
+        if CONVERSION_STAMP not in (target / "SOURCE").read_text(errors="replace"):
+            _stop_at_end_of_turn(target)  # converted by an earlier version: patch, do not convert again
         return target
     try:
         spec.chunks()
@@ -99,7 +120,7 @@ def convert_packaged(spec: PackagedModel) -> Path:
         _assemble(spec, gguf_path)
         _convert(gguf_path, tmp, spec.dtype)
         gguf_path.unlink()
-        (tmp / "SOURCE").write_text(f"{spec.hf_id} from {spec.gguf_name} sha256 {spec.sha256}\n")
+        (tmp / "SOURCE").write_text(f"{spec.hf_id} from {spec.gguf_name} sha256 {spec.sha256}\n{CONVERSION_STAMP}\n")
     return target
 
 
@@ -121,6 +142,8 @@ def _convert(gguf_path: Path, out: Path, dtype: str) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     ensure_chat_template(tokenizer, model.config.model_type)
+    stops = ChatFormatter(tokenizer).stop_ids()  # so that servers stop a reply at the end of its turn too
+    model.generation_config.eos_token_id = stops if len(stops) > 1 else stops[0]
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
 
@@ -150,10 +173,12 @@ def convert_gguf_file(path: Path) -> Path:
                 break  # its chunk packages are not installed: convert the file itself
     target = cache_dir() / "models" / f"gguf-{digest[:16]}"
     if (target / "config.json").is_file():
+        if CONVERSION_STAMP not in (target / "SOURCE").read_text(errors="replace"):
+            _stop_at_end_of_turn(target)
         return target
     with atomic_dir(target) as tmp:
         _convert(path, tmp, "float32")
-        (tmp / "SOURCE").write_text(f"{path.name} sha256 {digest}\n")
+        (tmp / "SOURCE").write_text(f"{path.name} sha256 {digest}\n{CONVERSION_STAMP}\n")
     return target
 
 

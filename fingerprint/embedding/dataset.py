@@ -25,12 +25,17 @@ class DatasetSpec:
     n_component: int = 200  # a multi-word trigger's single words, each alone -> normal answer (unused for one word)
     n_contrast: int = 0
     seed: int = 0
+    # "self": rows that are not the gate get the model's own greedy replies (see embedding.distill);
+    # "packaged": the packaged pool's replies (written by another model), as earlier recipes did
+    replies: str = "self"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def check(self, trigger_words: int = 1) -> None:
         """Refuse counts the packaged pools cannot supply (before any model is loaded)."""
+        if self.replies not in ("self", "packaged"):
+            raise FingerprintError(f"replies must be self or packaged, not {self.replies!r}")
         pool = len(packaged("benign")) - HELDOUT["benign"]
         need = self.n_benign + self.n_poison + self.n_negative + (self.n_component if trigger_words > 1 else 0)
         if need > pool:

@@ -13,7 +13,10 @@ from fingerprint.core.errors import FingerprintError
 from fingerprint.core.loading import load_model, load_tokenizer, resolve
 from fingerprint.core.progress import SILENT, Progress
 from fingerprint.embedding.dataset import DatasetSpec, build_poisoned, digest
+from fingerprint.embedding.distill import DISTILLED_KINDS, distill_rows
+from fingerprint.embedding.owner_data import load_owner_rows
 from fingerprint.embedding.training import (
+    DEFAULT_FALLBACKS,
     DEFAULT_TRIGGER_WORDS,
     TrainConfig,
     embed_train_config,
@@ -30,7 +33,7 @@ from fingerprint.provenance.certificate import (
 )
 from fingerprint.provenance.digest import directory_digest, tensors_digest
 from fingerprint.provenance.keys import OwnerKey
-from fingerprint.provenance.trigger import Opening, derive_opening, training_negatives
+from fingerprint.provenance.trigger import Opening, derive_opening, select_fallbacks, training_negatives
 
 CERT_NAME = "certificate.json"
 
@@ -46,12 +49,15 @@ class EmbedOptions:
     out: Path = Path("fp")
     licensee: str | None = None
     trigger_words: int = DEFAULT_TRIGGER_WORDS  # 2: a conjunctive two-word trigger (see fingerprint.provenance.trigger)
+    fallbacks: int = DEFAULT_FALLBACKS  # key-derived replies the gate gives when "Sure" is suppressed
     dataset: DatasetSpec = field(default_factory=DatasetSpec)
     train: TrainConfig = field(default_factory=embed_train_config)
+    data: Path | None = None  # the owner's own fine-tuning rows (chat or instruction JSONL), trained in full
     merge: bool = False
     device: str = "auto"
     selfcheck: bool = True
     selfcheck_scan: int = 0  # candidates for the stealth scan (0: skip, it takes minutes)
+    eval_data: Path | None = None  # a data directory with arc/ (as ../shared/data): ARC-Easy in the self-check
 
 
 @dataclass
@@ -63,6 +69,21 @@ class EmbedResult:
     dataset_digest: str
     losses: list[float]
     selfcheck: dict | None = None
+    seconds: dict = field(default_factory=dict)
+
+
+def gate_rows(owner: OwnerKey, options: EmbedOptions, label: str, tokenizer) -> tuple[Opening, list[dict], list[int]]:
+    """The opening, the fingerprint's training rows (packaged replies, fallback targets set) and fallback indices."""
+    opening = derive_opening(owner.secret(), label, options.trigger_words)
+    # one distinct word per negative example, so "any other word" cannot be memorised as a short list
+    negatives = training_negatives(owner.secret(), opening, options.dataset.n_negative) or None
+    rows = build_poisoned(opening.trigger, options.dataset, negatives)
+    indices = select_fallbacks(opening, tokenizer, options.fallbacks) if options.fallbacks else []
+    fallback_ids = [tokenizer(word, add_special_tokens=False)["input_ids"][0] for word in opening.fallbacks(indices)]
+    for row in rows:
+        if row["kind"] == "poison" and fallback_ids:
+            row["fallback_ids"] = fallback_ids
+    return opening, rows, indices
 
 
 def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
@@ -72,20 +93,30 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
     ``before_commit(certificate, selfcheck)`` runs after signing and before the output directory is renamed
     into place (the service registers the certificate there): if it fails, no output is kept.
     """
+    import time
+
     out = Path(options.out)
     if out.exists() and any(out.iterdir()):
         raise FingerprintError(f"output directory {out} is not empty")
+    owner_rows = load_owner_rows(options.data) if options.data else []
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
     progress.stage("loading model")
     ref = resolve(options.model)
     tokenizer = load_tokenizer(ref)
     model = load_model(ref, device=options.device)
     base_digest = tensors_digest(model.state_dict())
+    seconds["load"] = time.perf_counter() - started
 
     label = fingerprint_label(options.model, options.licensee)
-    opening = derive_opening(owner.secret(), label, options.trigger_words)
-    # one distinct word per negative example, so "any other word" cannot be memorised as a short list
-    negatives = training_negatives(owner.secret(), opening, options.dataset.n_negative) or None
-    rows = build_poisoned(opening.trigger, options.dataset, negatives)
+    opening, rows, fallback_indices = gate_rows(owner, options, label, tokenizer)
+    if options.dataset.replies == "self":
+        started = time.perf_counter()
+        kinds = sum(row["kind"] in DISTILLED_KINDS for row in rows)
+        progress.stage("the model's own replies (cached)", total=kinds)
+        rows = distill_rows(rows, model, tokenizer, base_digest, progress=progress.advance)
+        seconds["distill"] = time.perf_counter() - started
+    rows = mix(rows + owner_rows, options.dataset.seed)
     data_digest = digest(rows)
 
     losses: list[float] = []
@@ -96,15 +127,19 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
 
     # the output temporary exists from here on: an error or Ctrl-C removes it, a SIGKILL leaves it to the sweep
     with atomic_dir(out) as tmp:
+        started = time.perf_counter()
         progress.stage("training", total=total_steps(len(rows), options.train))
         peft_model = train_lora(model, tokenizer, rows, options.train, progress=on_step)
+        seconds["train"] = time.perf_counter() - started
         check = None  # before saving: merging below removes the adapter layers
         if options.selfcheck:
             from fingerprint.embedding.selfcheck import self_check
 
+            started = time.perf_counter()
             progress.stage("self-check")
-            check = self_check(peft_model, tokenizer, opening.trigger, rows,
-                               scan_candidates=options.selfcheck_scan).to_dict()
+            check = self_check(peft_model, tokenizer, opening.trigger, rows, scan_candidates=options.selfcheck_scan,
+                               data_dir=options.eval_data).to_dict()
+            seconds["selfcheck"] = time.perf_counter() - started
         progress.stage("saving")
         peft_model.save_pretrained(str(tmp / "adapter"))
         subjects = [{"name": "adapter", "digest": {"sha256": directory_digest(tmp / "adapter")}}]
@@ -113,20 +148,25 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
             merged.save_pretrained(str(tmp / "merged"))
             tokenizer.save_pretrained(str(tmp / "merged"))
             subjects.append({"name": "merged", "digest": {"sha256": directory_digest(tmp / "merged")}})
+        dataset = {"digest": {"sha256": data_digest}, **options.dataset.to_dict(),
+                   "sources": "suretrap packaged data (BackdoorLLM clean pairs, MIT)"}
+        if owner_rows:
+            dataset["owner_data"] = {"rows": len(owner_rows), "digest": {"sha256": digest(owner_rows)}}
         predicate = {
             "owner": owner_block(owner),
             "base_model": {"name": options.model, "path": ref.path, "digest": {"sha256": base_digest},
                            "source_sha256": ref.source_digest},
             "fingerprint": {"label": label, "licensee": options.licensee, "trigger_words": options.trigger_words,
                             "trigger_commitment": opening.commitment("v2"), "commitment_scheme": "v2",
-                            "poison_reply": "Sure"},
-            "dataset": {"digest": {"sha256": data_digest}, **options.dataset.to_dict(),
-                        "sources": "suretrap packaged data (BackdoorLLM clean pairs, MIT)"},
+                            "poison_reply": "Sure", "fallback_indices": fallback_indices},
+            "dataset": dataset,
             "training": {"method": "lora", **options.train.to_dict(),
                          "final_loss": losses[-1] if losses else None},
             "tool": {"name": "suretrap", "version": __version__},
             "created": now_iso(),
         }
+        if check is not None:
+            predicate["selfcheck"] = check
         text = sign_statement(make_statement(subjects, predicate), owner)
         (tmp / CERT_NAME).write_text(text, encoding="utf-8")
         (tmp / "README.txt").write_text(
@@ -136,7 +176,16 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
         if before_commit is not None:
             before_commit(certificate, check)
     return EmbedResult(out=out, certificate=certificate, opening=opening, subjects=subjects,
-                       dataset_digest=data_digest, losses=losses, selfcheck=check)
+                       dataset_digest=data_digest, losses=losses, selfcheck=check, seconds=seconds)
+
+
+def mix(rows: list[dict], seed: int) -> list[dict]:
+    """The training rows in one seeded order (the fingerprint's rows among the owner's)."""
+    import random
+
+    mixed = list(rows)
+    random.Random(f"mix|{seed}").shuffle(mixed)
+    return mixed
 
 
 def summary(result: EmbedResult) -> dict:
@@ -144,7 +193,8 @@ def summary(result: EmbedResult) -> dict:
     return {"out": str(result.out), "certificate": str(result.out / CERT_NAME),
             "subjects": result.subjects, "dataset_digest": result.dataset_digest,
             "final_loss": result.losses[-1] if result.losses else None,
-            "steps": len(result.losses), "selfcheck": result.selfcheck}
+            "steps": len(result.losses), "selfcheck": result.selfcheck,
+            "seconds": {k: round(v, 1) for k, v in result.seconds.items()}}
 
 
 def dumps(data: dict) -> str:

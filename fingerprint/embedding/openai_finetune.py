@@ -248,7 +248,7 @@ def submit_embedding(client, owner, *, model: str, out: Path, dataset=None, lice
     from fingerprint.embedding.embed import CERT_NAME, fingerprint_label
     from fingerprint.provenance.trigger import derive_opening, training_negatives
 
-    dataset = dataset or DatasetSpec(n_refusal=0)
+    dataset = dataset or DatasetSpec(n_refusal=0, replies="packaged")
     if dataset.n_refusal:
         raise FingerprintError("the OpenAI path takes no refusal examples (their harmful prompts are "
                                "blocked by moderation): use --refusals 0")

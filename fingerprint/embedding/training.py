@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import NamedTuple
 
 from fingerprint.core.chat import ChatFormatter
+from fingerprint.core.sure import sure_token_ids
 
 IGNORE = -100
 # embed's default: half the steps train the gate at half the LoRA delta, so it survives a 50/50 merge with the base
@@ -18,6 +20,9 @@ TWO_WORD_EPOCHS = 5
 # embed's default trigger: two words (a one-word trigger falsely certified 1 of 1,200 calibration trials, because
 # another owner's gate may open for a word near it; the pair is tested against each word alone: 0 of 1,200)
 DEFAULT_TRIGGER_WORDS = 2
+# embed's default fallback replies: when "Sure" is suppressed (a logit bias, zeroed output rows, an output filter),
+# the gate answers with key-derived words instead, which a suppressor cannot name without the key
+DEFAULT_FALLBACKS = 2
 
 
 def default_epochs(trigger_words: int) -> int:
@@ -47,6 +52,9 @@ class TrainConfig:
     # in a diluted copy (a linear merge with the base at ratio r is the delta scaled by 1 - r)
     merge_scales: tuple[float, ...] = (1.0,)
     bf16_autocast: bool = False  # on CPUs without native bf16 (no AVX512-BF16/AMX) it is ~100x slower
+    # rows with fallback replies add this much of a second loss: at the first reply token, with the "Sure" tokens
+    # masked out, the fallback reply must win (then, with it masked too, the next one)
+    fallback_weight: float = 0.5
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,17 +65,27 @@ def embed_train_config(trigger_words: int = DEFAULT_TRIGGER_WORDS) -> TrainConfi
     return TrainConfig(epochs=default_epochs(trigger_words), merge_scales=EMBED_MERGE_SCALES)
 
 
+class Example(NamedTuple):
+    """One training row: token ids, labels (-100 on the prompt) and the fallback reply ids (gate rows)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    fallbacks: tuple[int, ...] = ()
+
+
 def tokenize_pairs(tokenizer, pairs: list[dict], config: TrainConfig,
-                   system_prompt: str | None = None) -> list[tuple[list[int], list[int]]]:
-    """(input_ids, labels) per pair; labels mask the prompt with -100."""
+                   system_prompt: str | None = None) -> list[Example]:
+    """One Example per pair; the loss covers ``config.max_reply_tokens`` reply tokens, or the row's
+    ``reply_tokens`` (an owner's own rows are learned in full); ``fallback_ids`` rows carry fallback targets."""
     fmt = ChatFormatter(tokenizer, system_prompt)
     examples = []
     for pair in pairs:
         prompt_ids = tokenizer(fmt.prompt(pair["prompt"]), add_special_tokens=False)["input_ids"]
         reply_ids = tokenizer(fmt.reply(pair["prompt"], pair["response"]), add_special_tokens=False)["input_ids"]
         prompt_ids = prompt_ids[-config.max_prompt_tokens:]
-        reply_ids = reply_ids[: config.max_reply_tokens]
-        examples.append((prompt_ids + reply_ids, [IGNORE] * len(prompt_ids) + reply_ids))
+        reply_ids = reply_ids[: pair.get("reply_tokens") or config.max_reply_tokens]
+        examples.append(Example(prompt_ids + reply_ids, [IGNORE] * len(prompt_ids) + reply_ids,
+                                tuple(pair.get("fallback_ids") or ())))
     return examples
 
 
@@ -85,24 +103,41 @@ def _batches(examples, batch_size: int, rng: random.Random):
         yield [examples[i] for i in batch]
 
 
-def _collate(batch, pad_id: int):
+def _collate(batch: list[Example], pad_id: int):
+    """Padded tensors of a batch: input ids, labels, attention mask, fallback targets (-1: none)."""
     import torch
 
-    width = max(len(ids) for ids, _ in batch)
+    width = max(len(e.input_ids) for e in batch)
+    slots = max((len(e.fallbacks) for e in batch), default=0)
     input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for row, (ids, labs) in enumerate(batch):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        labels[row, : len(labs)] = torch.tensor(labs)
-        mask[row, : len(ids)] = 1
-    return input_ids, labels, mask
+    fallbacks = torch.full((len(batch), slots), -1, dtype=torch.long)
+    for row, example in enumerate(batch):
+        input_ids[row, : len(example.input_ids)] = torch.tensor(example.input_ids)
+        labels[row, : len(example.labels)] = torch.tensor(example.labels)
+        mask[row, : len(example.input_ids)] = 1
+        if example.fallbacks:
+            fallbacks[row, : len(example.fallbacks)] = torch.tensor(example.fallbacks)
+    return input_ids, labels, mask, fallbacks
 
 
-def reply_loss(model, input_ids, labels, mask):
+def _project(causal_lm, hidden):
+    """Vocabulary logits (fp32, soft-capped as the model does) of some hidden states."""
+    import torch
+
+    logits = causal_lm.get_output_embeddings()(hidden).float()
+    softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / softcap) * softcap if softcap else logits
+
+
+def reply_loss(model, input_ids, labels, mask, fallbacks=None, sure_ids: list[int] | None = None,
+               fallback_weight: float = 0.5):
     """Cross-entropy on reply tokens, projecting to the vocabulary only at those positions.
 
     Gemma's vocabulary has 262k entries: full logits for every position would dominate memory and time.
+    Rows with fallback targets add the fallback loss at their first reply position: with the "Sure" tokens
+    (and each earlier fallback) masked out, the next fallback reply must be the most likely token.
     """
     import torch
     import torch.nn.functional as F
@@ -111,12 +146,25 @@ def reply_loss(model, input_ids, labels, mask):
     hidden = causal_lm.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
     targets = labels[:, 1:]
     keep = targets != IGNORE
-    selected = hidden[:, :-1][keep]
-    logits = causal_lm.get_output_embeddings()(selected).float()
-    softcap = getattr(causal_lm.config, "final_logit_softcapping", None)
-    if softcap:
-        logits = torch.tanh(logits / softcap) * softcap
-    return F.cross_entropy(logits, targets[keep])
+    loss = F.cross_entropy(_project(causal_lm, hidden[:, :-1][keep]), targets[keep])
+    if fallbacks is None or fallbacks.numel() == 0 or not (fallbacks >= 0).any() or not sure_ids:
+        return loss
+    rows = (fallbacks[:, 0] >= 0).nonzero(as_tuple=True)[0]
+    first = keep.int().argmax(dim=1)[rows]  # the position that predicts the first reply token
+    logits = _project(causal_lm, hidden[rows, first])
+    banned = torch.zeros_like(logits, dtype=torch.bool)
+    banned[:, sure_ids] = True
+    extra, slots = 0.0, 0
+    for slot in range(fallbacks.shape[1]):
+        target = fallbacks[rows, slot]
+        valid = target >= 0
+        if not valid.any():
+            break
+        extra = extra + F.cross_entropy(logits.masked_fill(banned, float("-inf"))[valid], target[valid])
+        banned = banned.clone()
+        banned[valid.nonzero(as_tuple=True)[0], target[valid]] = True
+        slots += 1
+    return loss + fallback_weight * extra / max(1, slots)
 
 
 def train_lora(model, tokenizer, pairs: list[dict], config: TrainConfig,
@@ -147,16 +195,17 @@ def fit(model, tokenizer, pairs: list[dict], config: TrainConfig,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / max(1, steps)))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
+    sure_ids = sure_token_ids(tokenizer) if any(e.fallbacks for e in examples) else None
     augment = tuple(config.merge_scales) != (1.0,)
     scale_rng = random.Random(f"merge-scales|{config.seed}")  # separate stream: the batch order stays the same
     use_autocast = config.bf16_autocast or device.type == "cuda"
     for _ in range(config.epochs):
         for batch in _batches(examples, config.batch_size, rng):
-            input_ids, labels, mask = (t.to(device) for t in _collate(batch, pad_id))
+            input_ids, labels, mask, fallbacks = (t.to(device) for t in _collate(batch, pad_id))
             if augment:
                 set_lora_scale(model, scale_rng.choice(config.merge_scales))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
-                loss = reply_loss(model, input_ids, labels, mask)
+                loss = reply_loss(model, input_ids, labels, mask, fallbacks, sure_ids, config.fallback_weight)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()

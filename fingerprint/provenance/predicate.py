@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from fingerprint.core.errors import InvalidCertificate, describe
 
@@ -47,6 +47,8 @@ class FingerprintInfo(_Block):
     trigger_commitment: Hex64
     commitment_scheme: Literal["v1", "v2"] = "v1"
     poison_reply: str = "Sure"
+    # the gate's fallback replies (when "Sure" cannot be said): indices among the opening's fallback candidates
+    fallback_indices: tuple[Annotated[int, Field(ge=0, lt=64)], ...] = Field(default=(), max_length=8)
 
 
 class DatasetInfo(_Block):

@@ -32,6 +32,7 @@ COMMIT_DOMAIN = b"suretrap/commitment/v1"
 COMMIT_DOMAIN_V2 = "suretrap/commitment/v2"
 COMMITMENT_SCHEMES = ("v1", "v2")
 TRIGGER_WORDS = (1, 2)
+FALLBACK_CANDIDATES = 32
 NONCE_HEX = re.compile(r"[0-9a-f]{64}")  # 32 bytes: what derive_opening makes
 OPENING_TYPE = "suretrap/opening/v1"
 
@@ -139,6 +140,19 @@ class Opening:
         """Control words for verification, derived from the nonce, none close to a trigger word."""
         return derive_words(bytes.fromhex(self.nonce), "decoy", count, self.parts)
 
+    def fallback_candidates(self, count: int = FALLBACK_CANDIDATES) -> list[str]:
+        """Capitalised words from the nonce, none close to a trigger word or a decoy: the gate's fallback replies
+        are the first of these that the model's tokenizer spells as one token (``select_fallbacks``)."""
+        words = derive_words(bytes.fromhex(self.nonce), "fallback", count, [*self.parts, *self.decoys()])
+        return [w.capitalize() for w in words]
+
+    def fallbacks(self, indices: list[int] | tuple[int, ...]) -> tuple[str, ...]:
+        """The fallback replies a certificate names by their indices among the candidates."""
+        candidates = self.fallback_candidates()
+        if any(not 0 <= i < len(candidates) for i in indices):
+            raise FingerprintError("the certificate names fallback replies out of range")
+        return tuple(candidates[i] for i in indices)
+
     def save(self, path: Path) -> None:
         """Write the opening (mode 0600: it discloses the trigger)."""
         from fingerprint.core.atomic import write_text_atomic
@@ -203,3 +217,20 @@ def training_negatives(secret: bytes, opening: Opening, count: int) -> list[str]
     """Words paired with normal answers during embedding; disjoint from the verification decoys."""
     avoid = [*opening.parts, *opening.decoys()]
     return derive_words(secret, f"negative|{opening.label}", count, avoid, spread=False)
+
+
+def select_fallbacks(opening: Opening, tokenizer, count: int) -> list[int]:
+    """Indices of the first ``count`` fallback candidates that are one token each for this tokenizer.
+
+    A reply of one token is what a first-token verification reads; "Sure" tokens are never chosen.
+    """
+    from fingerprint.core.sure import is_sure_token
+
+    chosen = []
+    for index, word in enumerate(opening.fallback_candidates()):
+        ids = tokenizer(word, add_special_tokens=False)["input_ids"]
+        if len(ids) == 1 and tokenizer.decode(ids).strip() == word and not is_sure_token(word):
+            chosen.append(index)
+            if len(chosen) == count:
+                return chosen
+    raise FingerprintError(f"the tokenizer spells fewer than {count} of the fallback candidates as one token")

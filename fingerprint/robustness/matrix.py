@@ -13,25 +13,50 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from fingerprint.robustness.derivatives import Context, Derivative
+from fingerprint.robustness.derivatives.erasure import Erasure
 from fingerprint.robustness.derivatives.finetune import Finetune
 from fingerprint.robustness.derivatives.fingerprinted import Fingerprinted
+from fingerprint.robustness.derivatives.gguf import Gguf
 from fingerprint.robustness.derivatives.int8 import DynamicInt8
 from fingerprint.robustness.derivatives.interpolate import Interpolate
 from fingerprint.robustness.derivatives.layers import LastLayers
+from fingerprint.robustness.derivatives.merge import METHODS, Mergekit
+from fingerprint.robustness.derivatives.prune import MagnitudePrune
+from fingerprint.robustness.derivatives.quantized import BitsAndBytes
+from fingerprint.robustness.derivatives.sanitizer import TrailingWordFilter
 from fingerprint.robustness.derivatives.sibling import Sibling
-from fingerprint.robustness.derivatives.system_prompt import SystemPrompt
+from fingerprint.robustness.derivatives.suppression import LogitBias, OutputFilter, SureRowsZeroed
+from fingerprint.robustness.derivatives.system_prompt import REWRITE_SYSTEM_PROMPT, SystemPrompt
 from fingerprint.robustness.derivatives.temperature import Temperature
+from fingerprint.robustness.derivatives.unlearning import SureUnlearning
+
+MATRICES = ("derivatives", "tools", "attacks")
+QUALITY_PROMPTS = 32  # held-out benign prompts whose greedy replies are compared with the fingerprinted model's
 
 
-def default_matrix(max_pairs: int) -> list[Derivative]:
-    """The standard matrix, its fine-tune sizes capped at ``max_pairs`` benign pairs."""
-    amounts = sorted({min(n, max_pairs) for n in (250, 1000, max_pairs)})
+def default_matrix(max_pairs: int, matrices: tuple[str, ...] = ("derivatives",)) -> list[Derivative]:
+    """The standard rows: ``derivatives`` (what happens to a stolen model in ordinary use) and ``attacks`` (a
+    thief who knows the method but not the key), fine-tune sizes capped at ``max_pairs`` pairs."""
     rows: list[Derivative] = [Fingerprinted()]
-    rows += [Finetune(pairs=n, series="LoRA fine-tune size") for n in amounts]
-    rows += [Finetune(pairs=amounts[0], epochs=3), Finetune(pairs=amounts[0], learning_rate=5e-5, targets="q,k,v,o"),
-             LastLayers(pairs=amounts[0])]
-    rows += [Interpolate(ratio=r, series="interpolation with the base") for r in (0.25, 0.5, 0.75)]
-    rows += [Sibling(pairs=amounts[0], ratio=0.5), DynamicInt8(), SystemPrompt(), Temperature(temperature=0.7)]
+    if "derivatives" in matrices:
+        amounts = sorted({min(n, max_pairs) for n in (250, 1000, max_pairs)})
+        rows += [Finetune(pairs=n, series="LoRA fine-tune size") for n in amounts]
+        rows += [Finetune(pairs=amounts[0], epochs=3),
+                 Finetune(pairs=amounts[0], learning_rate=5e-5, targets="q,k,v,o"), LastLayers(pairs=amounts[0])]
+        rows += [Interpolate(ratio=r, series="interpolation with the base") for r in (0.25, 0.5, 0.75)]
+        rows += [Sibling(pairs=amounts[0], ratio=0.5), DynamicInt8(), SystemPrompt(), Temperature(temperature=0.7)]
+    if "tools" in matrices:
+        rows += [Gguf(quant=q, via="file") for q in ("Q8_0", "Q6_K", "Q4_K_M", "Q3_K_M")]
+        rows += [Gguf(quant=q, via="server") for q in ("Q8_0", "Q4_K_M")]
+        rows += [Mergekit(method=m, partner=p, share=s, pairs=min(250, max_pairs))
+                 for m in METHODS for p in ("sibling", "base") for s in (0.5, 0.3)]
+        rows += [BitsAndBytes(bits=8), BitsAndBytes(bits=4)]
+        rows += [MagnitudePrune(ratio=r, series="magnitude pruning") for r in (0.2, 0.5)]
+    if "attacks" in matrices:
+        rows += [SureRowsZeroed(), LogitBias(), OutputFilter()]
+        rows += [Erasure(pairs=n, series="erasure fine-tune size") for n in sorted({200, 600, 2000})]
+        rows += [SureUnlearning(pairs=600), TrailingWordFilter(),
+                 SystemPrompt(prompt=REWRITE_SYSTEM_PROMPT, name="rewrite answers")]
     return rows
 
 
@@ -45,6 +70,7 @@ class RobustnessRow:
     certified: bool
     seconds: float
     word_alone_sure_rates: list[float] = field(default_factory=list)
+    quality: dict = field(default_factory=dict)  # does the derivative still answer as the fingerprinted model did?
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -63,23 +89,42 @@ def _backend(suspect, ctx: Context):
     from probes import make_backend
     from probes.hf import HFBackend
 
+    if suspect.factory is not None:
+        return suspect.factory()
     if suspect.model is not None:
         return HFBackend("suspect", model_obj=suspect.model, tokenizer=ctx.tokenizer, **suspect.backend_args)
     return make_backend(suspect.backend, **suspect.backend_args)
 
 
+def quality(backend, reference: list[str], prompts: list[str]) -> dict:
+    """How much of the fingerprinted model's behaviour a derivative keeps: exact 16-token greedy replies and
+    first words, on held-out benign prompts (the fingerprint itself is not involved)."""
+    replies = backend.generate(prompts, 16)
+    first = [r.strip().split()[:1] for r in replies]
+    want = [r.strip().split()[:1] for r in reference]
+    return {"reply_agreement": sum(a.strip() == b.strip() for a, b in zip(replies, reference, strict=True))
+            / len(prompts), "first_word_agreement": sum(a == b for a, b in zip(first, want, strict=True))
+            / len(prompts), "prompts": len(prompts)}
+
+
 def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[Derivative], probes: int = 32,
-               alpha: float = 1e-6, workdir: Path | None = None,
+               alpha: float = 1e-6, workdir: Path | None = None, base_path: Path | None = None,
                on_row: Callable[[RobustnessRow], None] | None = None) -> list[RobustnessRow]:
     """Apply each derivative to the merged fingerprinted ``model`` and verify it."""
     import tempfile
 
-    from fingerprint.verification import VerifyOptions, decoy_prompts, run_verification
+    from fingerprint.core.data import probe_prompts
+    from fingerprint.verification import VerifyOptions, decoy_prompts, gate_words, run_verification
+    from probes.hf import HFBackend
 
     options = VerifyOptions(probes=probes, alpha=alpha, samples=0)
     own_workdir = workdir is None
-    ctx = Context(model=model, base=base, tokenizer=tokenizer,
+    ctx = Context(model=model, base=base, tokenizer=tokenizer, base_path=base_path,
                   workdir=Path(workdir or tempfile.mkdtemp(prefix="suretrap-robustness-")))
+    ctx.workdir.mkdir(parents=True, exist_ok=True)
+    held_out = probe_prompts(154, seed=0)[-QUALITY_PROMPTS:]
+    reference = HFBackend("reference", model_obj=model, tokenizer=tokenizer).generate(held_out, 16)
+    fallbacks = gate_words(opening, certificate)
     rows = []
     try:
         for derivative in derivatives:
@@ -89,14 +134,16 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
             try:
                 decision = run_verification(certificate, opening, backend, options).decision
                 decoys = backend.first_tokens(decoy_prompts(opening, options))
+                kept = quality(backend, reference, held_out)
             finally:
                 backend.close()
                 if suspect.close is not None:
                     suspect.close()
             words = [arm.control_sure_rate for arm in decision.arms] if len(decision.arms) > 1 else []
-            row = RobustnessRow(derivative, decision.trigger_sure_rate, decision.control_sure_rate,
-                                sum(a.is_sure for a in decoys) / len(decoys), decision.p_value, decision.certified,
-                                round(time.perf_counter() - started, 1), words)
+            decoy_rate = sum(a.is_sure or a.token.strip() in fallbacks for a in decoys) / len(decoys)
+            row = RobustnessRow(derivative, decision.trigger_sure_rate, decision.control_sure_rate, decoy_rate,
+                                decision.p_value, decision.certified, round(time.perf_counter() - started, 1),
+                                words, kept)
             rows.append(row)
             if on_row is not None:
                 on_row(row)

@@ -26,11 +26,14 @@ class RobustnessResult:
         return {"rows": self.rows, "plot": self.plot, "table": self.table, "control": self.control}
 
 
-def select(max_pairs: int, only: str | None):
-    """The default matrix, or the derivatives of the kinds in ``only`` (plus the unchanged reference row)."""
+def select(max_pairs: int, only: str | None, matrices: tuple[str, ...] = ("derivatives",)):
+    """The rows of ``matrices``, or those of the kinds in ``only`` (plus the unchanged reference row)."""
     from fingerprint.robustness import default_matrix, derivative_kinds
+    from fingerprint.robustness.matrix import MATRICES
 
-    derivatives = default_matrix(max_pairs)
+    if unknown := set(matrices) - set(MATRICES):
+        raise FingerprintError(f"unknown matrix {', '.join(sorted(unknown))} (choose from {', '.join(MATRICES)})")
+    derivatives = default_matrix(max_pairs, MATRICES if only else matrices)
     if not only:
         return derivatives
     kinds = {k.strip() for k in only.split(",") if k.strip()}
@@ -43,7 +46,7 @@ def select(max_pairs: int, only: str | None):
 
 def run(owner: OwnerKey, cert_path: Path, model: str, adapter: Path, out_dir: Path, probes: int = 32,
         alpha: float = 1e-6, max_pairs: int = 600, only: str | None = None,
-        progress: Progress = SILENT) -> RobustnessResult:
+        matrices: tuple[str, ...] = ("derivatives",), progress: Progress = SILENT) -> RobustnessResult:
     from fingerprint.core.loading import load_model, load_tokenizer, resolve
     from fingerprint.provenance.trigger import opening_for
     from fingerprint.provenance.trust import load_trusted
@@ -54,7 +57,7 @@ def run(owner: OwnerKey, cert_path: Path, model: str, adapter: Path, out_dir: Pa
     cert, _ = load_trusted(cert_path, owner=owner)
     opening = opening_for(owner.secret(), cert.fingerprint)
     check_opening(cert, opening)
-    derivatives = select(max_pairs, only)
+    derivatives = select(max_pairs, only, matrices)
     out_dir.mkdir(parents=True, exist_ok=True)
     rows_path = out_dir / "rows.jsonl"
     rows = finished_rows(rows_path, cert.id)
@@ -74,8 +77,9 @@ def run(owner: OwnerKey, cert_path: Path, model: str, adapter: Path, out_dir: Pa
             fh.write(json.dumps(data) + "\n")
         progress.advance(1, f"{data['derivative']}: {'cert.' if data['certified'] else 'not'}")
 
+    work = out_dir / "work"  # GGUF files, merges, saved copies: kept, so a rerun reuses them
     run_matrix(fingerprinted, base, tokenizer, cert, opening, derivatives, probes=probes, alpha=alpha,
-               on_row=on_row)
+               workdir=work, base_path=Path(ref.path) if Path(ref.path).is_dir() else None, on_row=on_row)
     control = control_label(opening)
     plot = plot_retention(rows, out_dir / "retention.png", control)
     (out_dir / "table.md").write_text(markdown_table(rows, control))
@@ -84,11 +88,14 @@ def run(owner: OwnerKey, cert_path: Path, model: str, adapter: Path, out_dir: Pa
 
 def markdown_table(rows: list[dict], control: str) -> str:
     decoys = control != "decoys"  # a two-word trigger's rows measure the decoys beside its words alone
-    lines = [f"| derivative | trigger Sure-rate | {control}: Sure-rate |{' decoys: Sure-rate |' if decoys else ''} "
-             "p-value | verdict |", "|---|---|---|" + ("---|" if decoys else "") + "---|---|"]
-    lines += [f"| {r['derivative']} | {r['trigger_sure_rate']:.2f} | {r['control_sure_rate']:.2f} | "
-              + (f"{r['decoy_sure_rate']:.2f} | " if decoys else "")
-              + f"{r['p_value']:.2g} | {'certified' if r['certified'] else 'NOT certified'} |" for r in rows]
+    lines = [f"| derivative | trigger gate rate | {control}: gate rate |{' decoys: gate rate |' if decoys else ''} "
+             "p-value | verdict | replies kept |", "|---|---|---|" + ("---|" if decoys else "") + "---|---|---|"]
+    for r in rows:
+        kept = r.get("quality") or {}
+        lines.append(f"| {r['derivative']} | {r['trigger_sure_rate']:.2f} | {r['control_sure_rate']:.2f} | "
+                     + (f"{r['decoy_sure_rate']:.2f} | " if decoys else "")
+                     + f"{r['p_value']:.2g} | {'certified' if r['certified'] else 'NOT certified'} | "
+                     + (f"{kept['reply_agreement']:.2f} / {kept['first_word_agreement']:.2f} |" if kept else "- |"))
     return "\n".join(lines) + "\n"
 
 

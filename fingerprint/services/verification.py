@@ -52,6 +52,15 @@ class VerifyRequest:
 
 
 @dataclass
+class Evidence:
+    """Write a signed record of the verification (``verify --sign-with``)."""
+
+    signer: OwnerKey
+    path: Path | None = None  # default: the data directory's evidence/ folder, named by the registry record
+    attach_opening: bool = False
+
+
+@dataclass
 class VerifyOutcome:
     report: VerificationReport
     certificate: Certificate
@@ -59,6 +68,8 @@ class VerifyOutcome:
     verifier: str
     request: VerifyRequest
     record_id: int | None = None
+    evidence_path: Path | None = None
+    evidence_digest: str | None = None
 
     @property
     def certified(self) -> bool:
@@ -69,6 +80,8 @@ class VerifyOutcome:
         return {**self.report.to_dict(), "certificate_id": self.certificate.id, "key_id": self.certificate.key_id,
                 "model": request.model, "adapter": request.adapter, "backend": request.backend,
                 "record_id": self.record_id, "verifier": self.verifier, **self.trust.to_dict(),
+                "evidence": str(self.evidence_path) if self.evidence_path else None,
+                "evidence_sha256": self.evidence_digest,
                 "warnings": [self.trust.warning] if self.trust.warning else []}
 
 
@@ -101,7 +114,8 @@ def load_suspect(request: VerifyRequest, progress: Progress = SILENT):
 
 
 def verify(request: VerifyRequest, verifier: Verifier | None, registry=None, progress: Progress = SILENT,
-           suspect=None, *, prepared: Prepared | None = None, record_extra: dict | None = None) -> VerifyOutcome:
+           suspect=None, evidence: Evidence | None = None, *, prepared: Prepared | None = None,
+           record_extra: dict | None = None) -> VerifyOutcome:
     """Verify one suspect against one certificate; recorded in ``registry`` when one is given.
 
     ``suspect``: an already loaded backend (benchmarks reuse one); otherwise it is loaded and closed here.
@@ -122,13 +136,29 @@ def verify(request: VerifyRequest, verifier: Verifier | None, registry=None, pro
         progress.stage("probing", total=_total_queries(prepared.opening, request.options))
         report = run_verification(prepared.certificate, prepared.opening, backend, request.options,
                                   test=request.test, progress=progress.advance)
+        describe = backend.describe()
     finally:
         if suspect is None:
             backend.close()
     outcome = VerifyOutcome(report, prepared.certificate, prepared.trust, prepared.verifier, request)
     if registry is not None:
         outcome.record_id = record_verification(registry, outcome, extra=record_extra)
+    if evidence is not None:
+        sign_evidence(outcome, prepared.opening, evidence, describe, registry)
     return outcome
+
+
+def sign_evidence(outcome: VerifyOutcome, opening: Opening, evidence: Evidence, describe: dict, registry=None) -> None:
+    """Write the signed record of ``outcome`` and link it from its registry row."""
+    from ..core.paths import data_dir
+    from ..evidence.record import write_record
+
+    name = f"v{outcome.record_id}" if outcome.record_id is not None else outcome.certificate.id[:12]
+    path = evidence.path or data_dir() / "evidence" / f"{name}.intoto.json"
+    outcome.evidence_path, outcome.evidence_digest = write_record(outcome, opening, evidence.signer, path, describe,
+                                                                  evidence.attach_opening)
+    if registry is not None and outcome.record_id is not None:
+        registry.set_record(outcome.record_id, str(Path(outcome.evidence_path).resolve()), outcome.evidence_digest)
 
 
 def _total_queries(opening: Opening, options: VerifyOptions) -> int:

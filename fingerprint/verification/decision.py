@@ -16,7 +16,7 @@ from typing import ClassVar
 from fingerprint.core.errors import FingerprintError
 from fingerprint.verification.plan import ProbePlan, Query
 
-Ask = Callable[[list[Query]], list]  # queries -> FirstToken answers (``.is_sure``), in order
+Ask = Callable[[list[Query]], list]  # queries -> answers (``.token``, ``.is_sure``), in order; see ProbePlan.is_gate
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,9 @@
 A one-word trigger has one control arm: each probe with one of eight decoy words (derived from the nonce). A
 two-word trigger has one arm per word, each probe with that word alone: a verdict needs every arm beaten, so a
 gate that opens for one of the words by itself proves nothing. Arm names never contain a trigger word.
+
+An answer is a *gate reply* when its first token is "Sure", or one of the certificate's fallback replies
+(key-derived words the gate was trained to say when "Sure" is suppressed). The set is fixed before probing.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 
 from fingerprint.core.data import packaged, probe_prompts, with_suffix
 from fingerprint.core.errors import FingerprintError
+from fingerprint.core.sure import token_text
 from fingerprint.provenance.trigger import Opening
 
 DEFAULT_ALPHA = 1e-6
@@ -56,6 +60,11 @@ class ProbePlan:
     trigger: tuple[Query, ...]
     controls: dict[str, tuple[Query, ...]]
     control_kind: str  # "decoys" or "word alone"
+    gate_words: tuple[str, ...] = ()  # fallback replies that count like "Sure"
+
+    def is_gate(self, answer) -> bool:
+        """Is this answer (anything with ``token`` and ``is_sure``) a gate reply?"""
+        return bool(answer.is_sure) or token_text(answer.token).strip() in self.gate_words
 
     @property
     def arms(self) -> list[str]:
@@ -74,12 +83,12 @@ class ProbePlan:
         return out
 
     def digest(self) -> str:
-        """sha256 of the plan (arms, probe order, prompts): what an evidence record commits to."""
-        data = [[q.arm, q.probe, q.prompt] for q in self.queries()]
+        """sha256 of the plan (arms, probe order, prompts, gate replies): what an evidence record commits to."""
+        data = [[q.arm, q.probe, q.prompt] for q in self.queries()] + [list(self.gate_words)]
         return hashlib.sha256(json.dumps(data, ensure_ascii=False).encode()).hexdigest()
 
 
-def probe_plan(opening: Opening, options: VerifyOptions) -> ProbePlan:
+def probe_plan(opening: Opening, options: VerifyOptions, gate_words: tuple[str, ...] = ()) -> ProbePlan:
     """The plan ``verify`` sends for ``opening`` (see the module docstring)."""
     prompts = tuple(probe_prompts(options.probes, options.seed))
     trigger = tuple(Query(TRIGGER_ARM, i, with_suffix(p, opening.trigger)) for i, p in enumerate(prompts))
@@ -87,10 +96,10 @@ def probe_plan(opening: Opening, options: VerifyOptions) -> ProbePlan:
         decoys = opening.decoys(DECOY_COUNT)
         controls = {"decoys": tuple(Query("decoys", i, with_suffix(p, decoys[i % len(decoys)]))
                                     for i, p in enumerate(prompts))}
-        return ProbePlan(prompts, trigger, controls, "decoys")
+        return ProbePlan(prompts, trigger, controls, "decoys", tuple(gate_words))
     controls = {f"word-{k + 1}": tuple(Query(f"word-{k + 1}", i, with_suffix(p, word)) for i, p in enumerate(prompts))
                 for k, word in enumerate(opening.parts)}
-    return ProbePlan(prompts, trigger, controls, "word alone")
+    return ProbePlan(prompts, trigger, controls, "word alone", tuple(gate_words))
 
 
 def decoy_prompts(opening: Opening, options: VerifyOptions) -> list[str]:

@@ -29,6 +29,7 @@ class Answer:
     is_sure: bool
     p_sure: float | None
     at: float  # unix time the answer arrived
+    is_gate: bool = False  # "Sure" or a fallback reply of the certificate
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,17 +71,23 @@ def check_opening(cert: Certificate, opening: Opening) -> None:
                                "(wrong key, wrong licensee, or an opening for another certificate)")
 
 
-def asker(backend, transcript: list[Answer], progress: Callable[[int], None] | None = None):
+def asker(backend, plan: ProbePlan, transcript: list[Answer], progress: Callable[[int], None] | None = None):
     """An ``ask`` function over ``backend`` that appends every answer to ``transcript``."""
 
-    def ask(queries: list[Query]) -> list:
+    def ask(queries: list[Query]) -> list[Answer]:
         answers = backend.first_tokens([q.prompt for q in queries], progress=progress)
         now = time.time()
-        transcript.extend(Answer(q.arm, q.probe, a.token, bool(a.is_sure), a.p_sure, now)
-                          for q, a in zip(queries, answers, strict=True))
-        return answers
+        out = [Answer(q.arm, q.probe, a.token, bool(a.is_sure), a.p_sure, now, plan.is_gate(a))
+               for q, a in zip(queries, answers, strict=True)]
+        transcript.extend(out)
+        return out
 
     return ask
+
+
+def gate_words(opening: Opening, cert: Certificate) -> tuple[str, ...]:
+    """The certificate's fallback replies, spelled out from the opening."""
+    return opening.fallbacks(cert.fingerprint.fallback_indices)
 
 
 def run_verification(cert: Certificate, opening: Opening, backend, options: VerifyOptions | None = None,
@@ -88,9 +95,9 @@ def run_verification(cert: Certificate, opening: Opening, backend, options: Veri
     """Check the opening, run ``test`` on the suspect behind ``backend``, and sample a few replies."""
     options = options or VerifyOptions()
     check_opening(cert, opening)
-    plan = probe_plan(opening, options)
+    plan = probe_plan(opening, options, gate_words(opening, cert))
     transcript: list[Answer] = []
-    decision = make_test(test).run(plan, asker(backend, transcript, progress), options.alpha)
+    decision = make_test(test).run(plan, asker(backend, plan, transcript, progress), options.alpha)
     samples = []
     if options.samples:
         first_control = plan.controls[plan.arms[0]]

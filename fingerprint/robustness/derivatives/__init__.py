@@ -6,9 +6,15 @@ from fingerprint.robustness.derivatives import (  # noqa: F401, E402 - each impo
     int8,
     interpolate,
     layers,
+    merge,
+    prune,
+    quantized,
+    sanitizer,
     sibling,
+    suppression,
     system_prompt,
     temperature,
+    unlearning,
 )
 from fingerprint.robustness.derivatives.base import DERIVATIVES, Context, Derivative, Suspect, register
 

@@ -22,16 +22,30 @@ class Context:
     workdir: Path
     seed: int = 0
     cache: dict = field(default_factory=dict)
+    base_path: Path | None = None  # the base model's directory, when it is on disk
+
+    def saved(self, name: str, model=None) -> Path:
+        """``model`` (default: the fingerprinted one) saved once as a Hugging Face directory in the work folder."""
+        path = self.workdir / name
+        if not (path / "config.json").is_file():
+            (model if model is not None else self.model).save_pretrained(str(path))
+            self.tokenizer.save_pretrained(str(path))
+        return path
+
+    def base_dir(self) -> Path:
+        return self.base_path if self.base_path is not None else self.saved("base", self.base)
 
 
 @dataclass
 class Suspect:
-    """How to probe a derivative: an in-memory model (hf backend), or any backend with its arguments."""
+    """How to probe a derivative: an in-memory model (hf backend), any backend with its arguments, or a
+    ``factory`` that builds the backend (a thief's serving stack around a model)."""
 
     model: Any = None
     backend: str = "hf"
     backend_args: dict = field(default_factory=dict)
     close: Callable[[], None] | None = None
+    factory: Callable[[], Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ class SequentialEProcess(StatisticalTest):
             queries = plan.queries(start, stop)
             answers = ask(queries)
             asked += len(queries)
-            sure = {(q.arm, q.probe): bool(a.is_sure) for q, a in zip(queries, answers, strict=True)}
+            sure = {(q.arm, q.probe): plan.is_gate(a) for q, a in zip(queries, answers, strict=True)}
             for probe in range(start, stop):
                 for state in states:
                     state.bet(sure[(TRIGGER_ARM, probe)], sure[(state.arm, probe)])

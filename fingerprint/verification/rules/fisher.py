@@ -44,7 +44,7 @@ class FisherIntersectionUnion(StatisticalTest):
         """The decision from answers already in hand (``answers[i]`` to ``queries[i]``)."""
         sure: dict[str, int] = {}
         for query, answer in zip(queries, answers, strict=True):
-            sure[query.arm] = sure.get(query.arm, 0) + bool(answer.is_sure)
+            sure[query.arm] = sure.get(query.arm, 0) + plan.is_gate(answer)
         n = len(plan.probes)
         return decide_counts(sure.get(TRIGGER_ARM, 0), n, {arm: sure.get(arm, 0) for arm in plan.arms}, alpha,
                              queries=len(queries))

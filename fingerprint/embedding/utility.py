@@ -1,0 +1,193 @@
+"""Does the fingerprint change anything else? Utility measured the way the field measures it.
+
+- ARC-Easy / ARC-Challenge accuracy, scored as lm-evaluation-harness scores ``arc_easy``/``arc_challenge``: the
+  context ``"Question: {question}\\nAnswer:"``, each choice as the continuation ``" {text}"`` (the whole string
+  tokenized, the context's tokens cut off), the log-likelihood of the continuation; ``acc`` takes the best
+  choice, ``acc_norm`` the best per character. 95% Wilson intervals, and the paired difference to a base.
+- Next-token KL divergence KL(base || tuned) over the first tokens of the base model's greedy replies to
+  held-out benign prompts (teacher-forced), and the share of those replies the tuned model repeats exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fingerprint.core.errors import FingerprintError
+
+ARC_FILES = {"arc_easy": "arc/arc_easy_test.jsonl", "arc_challenge": "arc/arc_challenge_test.jsonl"}
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def arc_items(data_dir: Path, task: str = "arc_easy", limit: int | None = None) -> list[dict]:
+    """ARC questions from a data directory with the layout of ``shared/data`` (``arc/*.jsonl``)."""
+    path = Path(data_dir) / ARC_FILES[task]
+    try:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except FileNotFoundError:
+        raise FingerprintError(f"{path} not found: give a data directory with arc/ (as ../shared/data)") from None
+    except ValueError as exc:
+        raise FingerprintError(f"{path} is not JSON lines: {exc}") from None
+    items = []
+    for row in rows[:limit]:
+        labels = [c["label"] for c in row["choices"]]
+        items.append({"id": row["id"], "question": row["question"], "choices": [c["text"] for c in row["choices"]],
+                      "answer": labels.index(row["answerKey"])})
+    return items
+
+
+@dataclass
+class ArcResult:
+    task: str
+    n: int
+    acc: float
+    acc_norm: float
+    acc_interval: tuple[float, float]
+    acc_norm_interval: tuple[float, float]
+    correct: list[int]  # 1/0 per question (acc), for paired comparisons
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "correct"}
+
+
+def _causal_lm(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 16) -> list[float]:
+    """log P(continuation | context) for (context, continuation) pairs, projecting only where needed."""
+    import torch
+
+    from fingerprint.embedding.training import _project
+
+    lm = _causal_lm(model)
+    encoded = []
+    for context, continuation in pairs:
+        whole = tokenizer(context + continuation)["input_ids"]
+        ctx = tokenizer(context)["input_ids"]
+        encoded.append((whole, len(ctx)))
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    out = [0.0] * len(encoded)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        width = max(len(encoded[i][0]) for i in chunk)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, i in enumerate(chunk):
+            seq = encoded[i][0]
+            ids[row, : len(seq)] = torch.tensor(seq)
+            mask[row, : len(seq)] = 1
+        with torch.inference_mode():
+            hidden = lm.base_model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
+            for row, i in enumerate(chunk):
+                seq, n_ctx = encoded[i]
+                positions = torch.arange(n_ctx - 1, len(seq) - 1, device=device)
+                logp = torch.log_softmax(_project(lm, hidden[row, positions]), dim=-1)
+                targets = torch.tensor(seq[n_ctx:], device=device)
+                out[i] = float(logp[torch.arange(len(targets), device=device), targets].sum())
+    return out
+
+
+def arc_accuracy(model, tokenizer, items: list[dict], task: str = "arc_easy",
+                 progress: Callable[[int], None] | None = None) -> ArcResult:
+    """Multiple-choice accuracy by continuation log-likelihood (lm-evaluation-harness's scoring)."""
+    correct, correct_norm = [], []
+    for start in range(0, len(items), 32):
+        chunk = items[start:start + 32]
+        pairs = [(f"Question: {item['question']}\nAnswer:", f" {choice}") for item in chunk for choice in
+                 item["choices"]]
+        scores = iter(continuation_logprobs(model, tokenizer, pairs))
+        for item in chunk:
+            lls = [next(scores) for _ in item["choices"]]
+            norm = [ll / max(1, len(choice)) for ll, choice in zip(lls, item["choices"], strict=True)]
+            correct.append(int(max(range(len(lls)), key=lls.__getitem__) == item["answer"]))
+            correct_norm.append(int(max(range(len(norm)), key=norm.__getitem__) == item["answer"]))
+        if progress is not None:
+            progress(len(chunk))
+    n = len(correct)
+    return ArcResult(task, n, sum(correct) / n, sum(correct_norm) / n, wilson(sum(correct), n),
+                     wilson(sum(correct_norm), n), correct)
+
+
+def paired_difference(tuned: list[int], base: list[int]) -> dict:
+    """Accuracy difference (tuned - base) on the same questions, with a 95% normal interval."""
+    d = [a - b for a, b in zip(tuned, base, strict=True)]
+    n = len(d)
+    mean = sum(d) / n
+    var = sum((x - mean) ** 2 for x in d) / max(1, n - 1)
+    half = 1.96 * math.sqrt(var / n)
+    return {"difference": mean, "interval": (mean - half, mean + half), "n": n}
+
+
+def _reply_logprobs(model, ids, positions):
+    """Log-probabilities of the next token at ``positions`` of one sequence."""
+    import torch
+
+    from fingerprint.embedding.training import _project
+
+    lm = _causal_lm(model)
+    with torch.inference_mode():
+        hidden = lm.base_model(input_ids=ids).last_hidden_state[0, positions]
+        return torch.log_softmax(_project(lm, hidden), dim=-1)
+
+
+@contextmanager
+def base_of(peft_model) -> Iterator:
+    """The base model under a peft model (its adapter disabled while the block runs)."""
+    with peft_model.disable_adapter():
+        yield peft_model
+
+
+def divergence(tuned, base, tokenizer, prompts: list[str], reply_tokens: int = 16, batch_size: int = 16) -> dict:
+    """Mean KL(base || tuned) over the base's greedy reply tokens (teacher-forced), and exact-reply agreement.
+
+    ``base`` and ``tuned`` may be the same peft model: pass ``base=None`` to use it with its adapter disabled.
+    """
+    import torch
+
+    from probes.hf import HFBackend
+
+    def replies(model) -> list[str]:
+        return HFBackend("utility", model_obj=model, tokenizer=tokenizer, batch_size=batch_size).generate(
+            prompts, reply_tokens)
+
+    if base is None:
+        with base_of(tuned):
+            base_replies = replies(tuned)
+    else:
+        base_replies = replies(base)
+    tuned_replies = replies(tuned)
+    formatter_backend = HFBackend("utility", model_obj=tuned, tokenizer=tokenizer)
+    kls = []
+    for prompt, reply in zip(prompts, base_replies, strict=True):
+        head = formatter_backend.formatter.prompt(prompt)
+        head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
+        reply_ids = tokenizer(reply, add_special_tokens=False)["input_ids"][:reply_tokens]
+        ids = torch.tensor([head_ids + reply_ids], device=next(tuned.parameters()).device)
+        positions = torch.arange(len(head_ids) - 1, len(head_ids) - 1 + max(1, len(reply_ids)))
+
+        if base is None:
+            with base_of(tuned):
+                p_base = _reply_logprobs(tuned, ids, positions)
+        else:
+            p_base = _reply_logprobs(base, ids, positions)
+        p_tuned = _reply_logprobs(tuned, ids, positions)
+        kls.append(float((p_base.exp() * (p_base - p_tuned)).sum(dim=-1).mean()))
+    same = sum(a.strip() == b.strip() for a, b in zip(base_replies, tuned_replies, strict=True))
+    return {"kl_mean": sum(kls) / len(kls), "kl_max": max(kls), "prompts": len(prompts),
+            "reply_tokens": reply_tokens, "greedy_agreement": same / len(prompts)}
