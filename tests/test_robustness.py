@@ -243,3 +243,18 @@ def test_robustness_of_a_two_word_fingerprint_names_its_control_each_word_alone(
         assert row["decoy_sure_rate"] * 8 in range(9)  # the 8 probes with decoy words, measured too
     table = (out / "table.md").read_text()
     assert "| one word alone: gate rate | decoys: gate rate |" in table
+
+
+def test_only_selects_kinds_and_rows_by_their_parameters():
+    from fingerprint.core.errors import FingerprintError
+    from fingerprint.services.robustness import select
+
+    rows = select(600, "mergekit:partner=sibling:share=0.5,bnb:bits=8")
+    assert [d.kind for d in rows] == ["fingerprinted"] + ["mergekit"] * 4 + ["bnb"]
+    assert {d.method for d in rows if d.kind == "mergekit"} == {"linear", "slerp", "ties", "dare_ties"}
+    assert all(d.partner == "sibling" and d.share == 0.5 for d in rows if d.kind == "mergekit")
+    assert len(select(600, "gguf")) == 1 + 6
+    with pytest.raises(FingerprintError, match="no row of the matrix"):
+        select(600, "mergekit:share=0.9")
+    with pytest.raises(FingerprintError, match="unknown derivative kind"):
+        select(600, "gguff")

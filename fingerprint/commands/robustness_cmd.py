@@ -23,8 +23,9 @@ from fingerprint.verification.plan import VerifyOptions
               show_default=True)
 @click.option("--max-pairs", type=click.IntRange(10), default=600, show_default=True,
               help="Largest downstream fine-tune (benign pairs).")
-@click.option("--only", default=None, help="Comma-separated kinds to run (finetune, interpolate, int8, ...; the "
-                                          "unchanged fingerprinted model always runs).")
+@click.option("--only", default=None, help="Comma-separated kinds to run (finetune, gguf, mergekit, ...), each "
+                                          "optionally narrowed by its parameters: mergekit:partner=sibling:share=0.5 "
+                                          "(the unchanged fingerprinted model always runs).")
 @click.option("--matrix", "matrices", default="derivatives", show_default=True,
               help="Comma-separated: derivatives (ordinary use of a stolen model), tools (llama.cpp GGUF, "
                    "mergekit, bitsandbytes, pruning), attacks (a thief who knows the method but not the key).")

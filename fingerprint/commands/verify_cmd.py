@@ -32,7 +32,7 @@ from fingerprint.verification.plan import VerifyOptions
                    "(and the verdict carries a warning).")
 @click.option("--model", required=True, help="Suspect model: alias, HF id, local path or served model name.")
 @click.option("--adapter", default=None, help="LoRA adapter directory to apply (hf and vllm backends).")
-@click.option("--backend", default="hf", show_default=True, help="Probe backend (hf, vllm, openai).")
+@click.option("--backend", default="hf", show_default=True, help="Probe backend (hf, vllm, llamacpp, openai).")
 @click.option("--model-args", default="", help="Backend options as key=value,key=value.")
 @click.option("--probes", type=click.IntRange(4, 154), default=VerifyOptions.probes, show_default=True,
               help="Probe prompts; each is queried with the trigger and with a decoy (a two-word trigger: with "

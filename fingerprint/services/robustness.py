@@ -26,8 +26,18 @@ class RobustnessResult:
         return {"rows": self.rows, "plot": self.plot, "table": self.table, "control": self.control}
 
 
+def _matches(derivative, selector: str) -> bool:
+    """``KIND`` or ``KIND:key=value:key=value`` (values compared as text with the row's parameters)."""
+    kind, *conditions = selector.split(":")
+    if derivative.kind != kind:
+        return False
+    params = derivative.params()
+    return all(str(params.get(key)) == value for key, _, value in (c.partition("=") for c in conditions))
+
+
 def select(max_pairs: int, only: str | None, matrices: tuple[str, ...] = ("derivatives",)):
-    """The rows of ``matrices``, or those of the kinds in ``only`` (plus the unchanged reference row)."""
+    """The rows of ``matrices``, or those ``only`` selects (plus the unchanged reference row): comma-separated
+    ``KIND`` or ``KIND:key=value:...`` (e.g. ``mergekit:partner=sibling:share=0.5``)."""
     from fingerprint.robustness import default_matrix, derivative_kinds
     from fingerprint.robustness.matrix import MATRICES
 
@@ -36,12 +46,15 @@ def select(max_pairs: int, only: str | None, matrices: tuple[str, ...] = ("deriv
     derivatives = default_matrix(max_pairs, MATRICES if only else matrices)
     if not only:
         return derivatives
-    kinds = {k.strip() for k in only.split(",") if k.strip()}
-    unknown = kinds - set(derivative_kinds())
+    selectors = [k.strip() for k in only.split(",") if k.strip()]
+    unknown = {s.split(":")[0] for s in selectors} - set(derivative_kinds())
     if unknown:
         raise FingerprintError(f"unknown derivative kind(s) {', '.join(sorted(unknown))} "
                                f"(choose from {', '.join(derivative_kinds())})")
-    return [d for d in derivatives if d.kind in kinds or d.kind == "fingerprinted"]
+    for selector in selectors:
+        if ":" in selector and not any(_matches(d, selector) for d in derivatives):
+            raise FingerprintError(f"--only {selector}: no row of the matrix has these parameters")
+    return [d for d in derivatives if d.kind == "fingerprinted" or any(_matches(d, s) for s in selectors)]
 
 
 def run(owner: OwnerKey, cert_path: Path, model: str, adapter: Path, out_dir: Path, probes: int = 32,
