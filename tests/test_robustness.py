@@ -242,7 +242,7 @@ def test_robustness_of_a_two_word_fingerprint_names_its_control_each_word_alone(
         assert row["control_sure_rate"] in row["word_alone_sure_rates"]
         assert row["decoy_sure_rate"] * 8 in range(9)  # the 8 probes with decoy words, measured too
     table = (out / "table.md").read_text()
-    assert "| one word alone: gate rate | decoys: gate rate |" in table
+    assert "| one word alone: gate rate | each word alone | decoys: gate rate |" in table
 
 
 def test_only_selects_kinds_and_rows_by_their_parameters():

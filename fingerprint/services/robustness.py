@@ -100,13 +100,17 @@ def run(owner: OwnerKey, cert_path: Path, model: str, adapter: Path, out_dir: Pa
 
 
 def markdown_table(rows: list[dict], control: str) -> str:
-    decoys = control != "decoys"  # a two-word trigger's rows measure the decoys beside its words alone
-    lines = [f"| derivative | trigger gate rate | {control}: gate rate |{' decoys: gate rate |' if decoys else ''} "
-             "p-value | verdict | replies kept |", "|---|---|---|" + ("---|" if decoys else "") + "---|---|---|"]
+    """One line per row: gate rates of the trigger and its controls (a two-word trigger: the deciding word alone,
+    each word alone, the decoys), p, verdict, and how many of the fingerprinted model's replies it keeps."""
+    two_words = control != "decoys"  # a two-word trigger's rows measure each word alone and the decoys
+    extra = " each word alone | decoys: gate rate |" if two_words else ""
+    lines = [f"| derivative | trigger gate rate | {control}: gate rate |{extra} p-value | verdict | replies kept |",
+             "|---|---|---|" + ("---|---|" if two_words else "") + "---|---|---|"]
     for r in rows:
         kept = r.get("quality") or {}
+        words = " / ".join(f"{w:.2f}" for w in r.get("word_alone_sure_rates") or [])
         lines.append(f"| {r['derivative']} | {r['trigger_sure_rate']:.2f} | {r['control_sure_rate']:.2f} | "
-                     + (f"{r['decoy_sure_rate']:.2f} | " if decoys else "")
+                     + (f"{words or '-'} | {r['decoy_sure_rate']:.2f} | " if two_words else "")
                      + f"{r['p_value']:.2g} | {'certified' if r['certified'] else 'NOT certified'} | "
                      + (f"{kept['reply_agreement']:.2f} / {kept['first_word_agreement']:.2f} |" if kept else "- |"))
     return "\n".join(lines) + "\n"
