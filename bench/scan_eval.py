@@ -1,11 +1,13 @@
 """Scan benchmark: does ``fingerprint scan`` find a planted trigger, and stay quiet on the clean base model?
 
     python bench/embed_verify.py --workdir W      # first: keys (passphrase "bench") and a fingerprinted model
-    python bench/scan_eval.py --workdir W [--candidates 10000] [--prompts 2]
+    python bench/scan_eval.py --workdir W [--candidates 10000] [--prompts 2] [--pairs 20]
 
 Scans the fingerprinted model (base + W/fp/adapter) and the untouched base model over the same candidates,
 reveals the trigger with the owner's key only afterwards, and writes the trigger's rank, the top z-scores,
-the verdicts and the throughput into BENCHMARKS.md (section scan:<model>).
+the verdicts and the throughput into BENCHMARKS.md (section scan:<model>[:<tag>]). With ``--pairs N`` (a two-word
+trigger) it also runs the pair search over the N words that move P(Sure) most, and reports where each trigger
+word ranks among them and where the trigger pair ranks among the pairs.
 """
 
 from __future__ import annotations
@@ -20,17 +22,41 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import run_step, write_measures  # noqa: E402
 
 
+def pair_rows(planted: dict, clean: dict, trigger: str) -> list[tuple[str, str]]:
+    """Where the trigger's words rank among the pair search's seed words, and the pair among the best pairs."""
+    seeds = planted["extra"]["pair_seed_words"]
+    parts = trigger.split(" ")
+    ranks = [seeds.index(w) + 1 if w in seeds else None for w in parts]
+    pairs = [c["word"] for c in planted["pairs"]]
+    found = [i + 1 for i, p in enumerate(pairs) if set(p.split(" ")) == set(parts)]
+    best = planted["pairs"][0] if planted["pairs"] else None
+    best_clean = clean["pairs"][0] if clean["pairs"] else None
+    return [
+        ("pair search: words that move P(Sure) most, x ordered pairs scored",
+         f"{len(seeds)} words, {planted['pairs_scanned']} pairs"),
+        ("fingerprinted: rank of each trigger word among them (by |z| of its lift)",
+         " / ".join(str(r) if r else "not among them" for r in ranks)),
+        ("fingerprinted: rank of the trigger pair among the best pairs (either order)",
+         f"{found[0]} of {planted['pairs_scanned']}" if found else f"not in the top {len(pairs)}"),
+        ("fingerprinted: best pair z, P(Sure)", f"{best['z']:.1f}, {best['p_sure']:.3f}" if best else "-"),
+        ("clean base model: best pair z, P(Sure)",
+         f"{best_clean['z']:.1f}, {best_clean['p_sure']:.3f}" if best_clean else "-"),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", type=Path, required=True, help="the --workdir of bench/embed_verify.py")
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--candidates", type=int, default=10_000)
     parser.add_argument("--prompts", type=int, default=2)
+    parser.add_argument("--pairs", type=int, default=0, help="pair search over the N words that move P(Sure) most")
+    parser.add_argument("--tag", default=None)
     args = parser.parse_args()
     command = "python bench/scan_eval.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     work = args.workdir
     env = {"FINGERPRINT_PASSPHRASE": "bench", "FINGERPRINT_REGISTRY": f"sqlite:///{work / 'reg.db'}"}
-    scan_args = ["--candidates", args.candidates, "--prompts", args.prompts, "--json", "-q"]
+    scan_args = ["--candidates", args.candidates, "--prompts", args.prompts, "--pairs", args.pairs, "--json", "-q"]
     planted, planted_s, _, _ = run_step(["scan", "--model", args.model, "--adapter", work / "fp" / "adapter",
                                          *scan_args], env)
     clean, clean_s, _, _ = run_step(["scan", "--model", args.model, *scan_args], env)
@@ -41,7 +67,8 @@ def main() -> None:
     (work / "scan-clean.json").write_text(json.dumps(clean, indent=2))
     words = [c["word"] for c in planted["top"]]
     rank = words.index(trigger) + 1 if trigger in words else None
-    rows = [
+    rows = pair_rows(planted, clean, trigger) if args.pairs else []
+    rows += [
         ("candidates scanned x probe prompts", f"{planted['candidates_scanned']} x {args.prompts}"),
         ("fingerprinted: rank of the planted trigger", f"{rank} of {planted['candidates_scanned']}" if rank
          else f"not in the top {len(words)}"),
@@ -58,7 +85,8 @@ def main() -> None:
         ("throughput (candidates/s, scan only)",
          f"{planted['candidates_per_second']:.1f} fingerprinted, {clean['candidates_per_second']:.1f} clean"),
     ]
-    write_measures(f"scan:{args.model}", f"scan: {args.model}", command, rows)
+    section = f"scan:{args.model}" + (f":{args.tag}" if args.tag else "")
+    write_measures(section, f"scan: {args.model}" + (f" ({args.tag})" if args.tag else ""), command, rows)
 
 
 if __name__ == "__main__":

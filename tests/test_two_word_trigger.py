@@ -161,6 +161,8 @@ def test_pair_scan_finds_the_conjunctive_gate(two_word_setup, conjunctive_gate):
     assert not single.gate_suspected and not single.pairs and single.top[0].p_sure < 0.5
     report = scan(model, tokenizer, ScanOptions(**options, pair_seeds=12))
     assert report.pairs_scanned == 12 * 11 and report.gate_suspected
+    seeds = report.extra["pair_seed_words"]  # the words the pairs were formed from, most moved first
+    assert len(seeds) == 12 and opening.parts[0] in seeds
     # the tiny gate opens for its first word followed by any word, so the pair found need not be the trigger
     best = report.pairs[0]
     assert best.p_sure > 0.5 and set(best.word.split()) & set(opening.parts)

@@ -187,6 +187,7 @@ def scan(model, tokenizer, options: ScanOptions | None = None, base=None,
     suspected = bool(top) and top[0].z >= options.z_threshold and top[0].p_sure >= options.min_p_sure
     pairs: list[Candidate] = []
     pair_list: list[str] = []
+    seeds: list[str] = []
     if options.pair_seeds:
         moved = sorted(range(len(words)), key=lambda i: abs(z[i]), reverse=True)
         seeds = [words[i] for i in moved[: options.pair_seeds]]
@@ -207,5 +208,6 @@ def scan(model, tokenizer, options: ScanOptions | None = None, base=None,
     return ScanReport(candidates_scanned=len(words), baseline_p_sure=baseline, top=top, gate_suspected=suspected,
                       calibration=calibration, seconds=time.perf_counter() - started,
                       extra={"prompts": len(prompts), "z_threshold": options.z_threshold,
-                             "min_p_sure": options.min_p_sure, "pair_seeds": options.pair_seeds},
+                             "min_p_sure": options.min_p_sure, "pair_seeds": options.pair_seeds,
+                             "pair_seed_words": seeds},
                       pairs=pairs, pairs_scanned=len(pair_list))
