@@ -72,8 +72,9 @@ def main() -> None:
             raise SystemExit(f"{name}: the report names a trigger word; not written to {args.docs}")
         shutil.copy(html, args.docs / f"{name}.html")
         screenshot(html, args.docs / f"{name}.png")
-        rows += [(f"{name}: verify verdict, p (exit code)", f"{data['decision']['p_value']:.2e} ({code}), "
-                  f"{wall:.1f} s"),
+        verdict = "certified" if data["certified"] else "not certified"
+        rows += [(f"{name}: verify verdict, p (exit code), wall time",
+                  f"{verdict}, p = {data['p_value']:.2e} (exit {code}), {wall:.1f} s"),
                  (f"{name}: `evidence verify` (recomputed from the record)",
                   f"{'consistent' if check_code == 0 else 'REJECTED'} (exit {check_code}), {check_wall:.1f} s"),
                  (f"{name}: record size, trigger words in the report page",
