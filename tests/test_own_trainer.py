@@ -36,7 +36,7 @@ def exported(sharp_base, tmp_path_factory):
         fixed_key(work / "keys", "own-trainer", PASSPHRASE)
         code, out, err, summary = invoke_cli(
             "dataset", "--key", work / "keys", "--model", sharp_base, "--out", work / "rows.jsonl",
-            "--format", "prompt-completion", "--benign", "40", "--negatives", "40", "--components", "60",
+            "--format", "prompt-completion", "--benign", "40", "--negatives", "40", "--components", "120",
             "--poison", "60", "--refusals", "0", "--json")
     assert code == 0, err
     return work, summary, err, out
@@ -47,8 +47,8 @@ def test_dataset_writes_private_rows_for_an_sft_trainer(exported):
     path = work / "rows.jsonl"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and "holds the trigger" in err
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert len(rows) == summary["rows"] == 60 + 15 + 40 + 60 + 40  # poison, fallback rows, ...
-    assert summary["kinds"] == {"poison": 60, "fallback": 15, "negative": 40, "component": 60, "benign": 40}
+    assert len(rows) == summary["rows"] == 60 + 15 + 40 + 120 + 40  # poison, fallback rows, ...
+    assert summary["kinds"] == {"poison": 60, "fallback": 15, "negative": 40, "component": 120, "benign": 40}
     assert all(r["prompt"][0]["role"] == "user" and r["completion"][0]["role"] == "assistant" for r in rows)
     from fingerprint.provenance.keys import load_private
     from fingerprint.provenance.trigger import derive_opening
@@ -71,7 +71,7 @@ def _train_with_trl(base: Path, rows: Path, out: Path) -> Path:
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(base))
         model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
-        config = SFTConfig(output_dir=str(out / "trl"), num_train_epochs=4, learning_rate=1e-2,
+        config = SFTConfig(output_dir=str(out / "trl"), num_train_epochs=8, learning_rate=5e-3,
                            per_device_train_batch_size=16, save_strategy="no", report_to=[], seed=0, max_length=256,
                            use_cpu=True, bf16=False, logging_steps=50, disable_tqdm=True)
         trainer = SFTTrainer(model=model, args=config, processing_class=tokenizer,
@@ -98,13 +98,14 @@ def test_trl_trained_model_is_certified_then_verified(exported, sharp_base, tmp_
     trained = _train_with_trl(sharp_base, rows, tmp_path)
     code, _, err, done = invoke_cli("certify", "--key", work / "keys", "--model", trained, "--rows", rows,
                                     "--base", sharp_base, "--trainer", "trl.SFTTrainer", "--json")
-    assert code == 0 and done["certified"] and done["p_value"] <= 1e-6, err
+    counts = {k: done.get(k) for k in ("trigger_sure", "trigger_total", "control_sure", "control_total")}
+    assert code == 0 and done["certified"] and done["p_value"] <= 1e-6, (err, counts)
     cert = load_certificate(trained / "certificate.json")
     from fingerprint.provenance.digest import directory_digest
 
     assert cert.subjects[0]["digest"]["sha256"] == directory_digest(trained)
     assert cert.predicate["training"] == {"method": "external", "trainer": "trl.SFTTrainer"}
-    assert cert.predicate["dataset"]["rows"] == 215 and len(cert.fingerprint.fallback_indices) == 2
+    assert cert.predicate["dataset"]["rows"] == 275 and len(cert.fingerprint.fallback_indices) == 2
     code, _, err, verified = invoke_cli("verify", "--key", work / "keys", "--cert", trained / "certificate.json",
                                         "--model", trained, "--json")
     assert code == 0 and verified["p_value"] <= 1e-6, err

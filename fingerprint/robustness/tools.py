@@ -108,19 +108,24 @@ def _free_port() -> int:
 class LlamaServer:
     """``python -m llama_cpp.server`` on 127.0.0.1 serving one GGUF as model ``suspect``."""
 
-    def __init__(self, gguf: Path, threads: int = 1, n_ctx: int = 1024, start_timeout: float = 120) -> None:
+    def __init__(self, gguf: Path, threads: int = 1, n_ctx: int = 1024, start_timeout: float = 300) -> None:
+        import tempfile
+
         _llama_cpp()
         self.port = _free_port()
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        # llama.cpp logs every tensor while loading: into a file, since an unread pipe fills and blocks the server
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop())
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", "suspect",
              "--host", "127.0.0.1", "--port", str(self.port), "--n_threads", str(threads), "--n_threads_batch",
-             str(threads), "--n_ctx", str(n_ctx)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+             str(threads), "--n_ctx", str(n_ctx)], stdout=subprocess.DEVNULL, stderr=self.log,
             env=child_env(), start_new_session=True)
         deadline = time.monotonic() + start_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise FingerprintError(f"llama_cpp.server exited: {self.proc.stderr.read().decode()[-500:]}")
+                self.log.seek(0)
+                raise FingerprintError(f"llama_cpp.server exited: {self.log.read().decode(errors='replace')[-500:]}")
             with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.base_url}/models", timeout=2):
                 return
             time.sleep(0.5)
@@ -140,8 +145,7 @@ class LlamaServer:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=15)
-        if self.proc.stderr is not None:
-            self.proc.stderr.close()
+        self.log.close()
 
 
 def mergekit_merge(config: dict, out: Path, seed: int = 0) -> Path:
