@@ -132,7 +132,8 @@ class OpenAIBackend(Backend):
     def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int | str = 4, max_retries: int | str = 6, timeout: float | str = 60,
                  cache: str | bool = "on", top_logprobs: int | str = 5, adapter: str | None = None,
-                 system_prompt: str | None = None, seed: int | str = 0, *, http_client=None,
+                 system_prompt: str | None = None, seed: int | str = 0, token_param: str = "max_completion_tokens",
+                 *, http_client=None,
                  sleep: Callable[[float], None] = time.sleep, gate=None, **unknown) -> None:
         super().__init__()
         if "api_key" in unknown:
@@ -172,7 +173,11 @@ class OpenAIBackend(Backend):
         self._gate = gate or contextlib.nullcontext()  # the monitor's per-endpoint limit, shared by its tasks
         self._rng = random.Random(_int(seed, "seed", 0, 2**63))
         self._lock = threading.Lock()
-        self._use_max_tokens = False  # server wants the legacy max_tokens
+        if token_param not in ("max_completion_tokens", "max_tokens"):
+            raise FingerprintError(f"token_param must be max_completion_tokens or max_tokens, not {token_param!r}")
+        # the legacy max_tokens: for servers that ignore max_completion_tokens instead of rejecting it (then they
+        # generate to the end of the context); also chosen on its own when a server rejects max_completion_tokens
+        self._use_max_tokens = token_param == "max_tokens"
         self._logprobs = True  # server accepts logprobs/top_logprobs
         self.cache = ResponseCache(self._cache_path()) if option_bool(cache, "cache") else None
 

@@ -78,6 +78,17 @@ def test_text_only_fallback_when_logprobs_are_ignored(backend, fake_api):
     assert answers[0].token == "Sure," and all(a.p_sure is None for a in answers)
 
 
+def test_token_param_max_tokens_for_servers_that_ignore_the_other(backend, fake_api):
+    """llama_cpp.server accepts max_completion_tokens silently and generates to the end of its context."""
+    b = backend(token_param="max_tokens")
+    assert [a.is_sure for a in b.first_tokens(PROMPTS)] == [i % 2 == 0 for i in range(10)]
+    bodies = chat_bodies(fake_api)
+    assert fake_api.calls == 10 and all(body["max_tokens"] == 1 and "max_completion_tokens" not in body
+                                        for body in bodies)
+    with pytest.raises(FingerprintError, match="token_param"):
+        backend(token_param="tokens")
+
+
 def test_rejected_logprobs_fall_back_once(backend, fake_api):
     fake_api.reject_logprobs = True
     b = backend(concurrency=4)

@@ -35,5 +35,6 @@ class Gguf(Derivative):
 
         server = LlamaServer(path)
         return Suspect(backend="openai", backend_args={"model": "suspect", "base_url": server.base_url,
-                                                       "cache": "off", "concurrency": 1},
+                                                       "cache": "off", "concurrency": 1,
+                                                       "token_param": "max_tokens"},  # it ignores the other
                        close=server.stop)
