@@ -148,7 +148,8 @@ def _convert(gguf_path: Path, out: Path, dtype: str) -> None:
     tokenizer.save_pretrained(str(out))
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file's bytes, read in 4 MiB blocks."""
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         while block := fh.read(1 << 22):
@@ -162,7 +163,7 @@ def convert_gguf_file(path: Path) -> Path:
     The bytes of a packaged model's GGUF map to that model's converted directory.
     """
     try:
-        digest = _file_sha256(path)
+        digest = file_sha256(path)
     except OSError as exc:
         raise FingerprintError(f"cannot read {path}: {exc.strerror or exc}") from exc
     for spec in PACKAGED.values():

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fingerprint import __version__
 from fingerprint.core.errors import FingerprintError
+from fingerprint.core.loading import file_sha256
 from fingerprint.core.sure import token_text
 from fingerprint.provenance.certificate import PAYLOAD_TYPE, STATEMENT_TYPE, canonical, now_iso, owner_block
 from fingerprint.provenance.keys import OwnerKey
@@ -42,21 +43,13 @@ def suspect_subject(request, describe: dict) -> tuple[list[dict], dict]:
     if path.is_dir() and any(path.glob("*.safetensors")):
         subjects.append({"name": "model", "digest": {"sha256": directory_digest(path)}})
     elif path.is_file():
-        subjects.append({"name": "model", "digest": {"sha256": _file_digest(path)}})
+        subjects.append({"name": "model", "digest": {"sha256": file_sha256(path)}})
     else:  # a hub id that was not on disk: its name only
         name_digest = hashlib.sha256(request.model.encode()).hexdigest()
         subjects.append({"name": request.model, "digest": {"sha256": name_digest}})
     if request.adapter:
         subjects.append({"name": "adapter", "digest": {"sha256": directory_digest(Path(request.adapter))}})
     return subjects, info
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 22):
-            h.update(block)
-    return h.hexdigest()
 
 
 def build_statement(outcome, opening, verifier: OwnerKey, describe: dict, attach_opening: bool = False) -> dict:
