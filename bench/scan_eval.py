@@ -1,13 +1,14 @@
 """Scan benchmark: does ``fingerprint scan`` find a planted trigger, and stay quiet on the clean base model?
 
     python bench/embed_verify.py --workdir W      # first: keys (passphrase "bench") and a fingerprinted model
-    python bench/scan_eval.py --workdir W [--candidates 10000] [--prompts 2] [--pairs 20]
+    python bench/scan_eval.py --workdir W [--candidates 10000] [--prompts 2] [--pairs 20] [--clean FILE]
 
 Scans the fingerprinted model (base + W/fp/adapter) and the untouched base model over the same candidates,
 reveals the trigger with the owner's key only afterwards, and writes the trigger's rank, the top z-scores,
 the verdicts and the throughput into BENCHMARKS.md (section scan:<model>[:<tag>]). With ``--pairs N`` (a two-word
 trigger) it also runs the pair search over the N words that move P(Sure) most, and reports where each trigger
-word ranks among them and where the trigger pair ranks among the pairs.
+word ranks among them and where the trigger pair ranks among the pairs. The clean base model's scan does not
+depend on the key: ``--clean W0/scan-clean.json`` reuses one made with the same options by an earlier run.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=2)
     parser.add_argument("--pairs", type=int, default=0, help="pair search over the N words that move P(Sure) most")
     parser.add_argument("--tag", default=None)
+    parser.add_argument("--clean", type=Path, default=None,
+                        help="reuse the clean base model's scan-clean.json of an earlier run with the same options")
     args = parser.parse_args()
     command = "python bench/scan_eval.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     work = args.workdir
@@ -59,7 +62,15 @@ def main() -> None:
     scan_args = ["--candidates", args.candidates, "--prompts", args.prompts, "--pairs", args.pairs, "--json", "-q"]
     planted, planted_s, _, _ = run_step(["scan", "--model", args.model, "--adapter", work / "fp" / "adapter",
                                          *scan_args], env)
-    clean, clean_s, _, _ = run_step(["scan", "--model", args.model, *scan_args], env)
+    options = {"model": args.model, "candidates": args.candidates, "prompts": args.prompts, "pairs": args.pairs}
+    if args.clean:
+        clean = json.loads(args.clean.read_text())
+        if clean.get("bench_options") != options:
+            raise SystemExit(f"{args.clean} was scanned with {clean.get('bench_options')}, not {options}")
+        clean_s = clean["bench_seconds"]
+    else:
+        clean, clean_s, _, _ = run_step(["scan", "--model", args.model, *scan_args], env)
+        clean |= {"bench_options": options, "bench_seconds": clean_s}
     run_step(["reveal", "--key", work / "keys-a", "--cert", work / "fp" / "certificate.json", "--out",
               work / "opening.json"], env)
     trigger = json.loads((work / "opening.json").read_text())["trigger"]
@@ -81,7 +92,7 @@ def main() -> None:
          f"{'gate suspected' if clean['gate_suspected'] else 'no gate suspected'}"),
         ("throughput (candidates/s, incl. model load)",
          f"{planted['candidates_scanned'] / planted_s:.1f} fingerprinted, {clean['candidates_scanned'] / clean_s:.1f}"
-         " clean"),
+         " clean" + (f" (clean scan reused from {args.clean})" if args.clean else "")),
         ("throughput (candidates/s, scan only)",
          f"{planted['candidates_per_second']:.1f} fingerprinted, {clean['candidates_per_second']:.1f} clean"),
     ]
