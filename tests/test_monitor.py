@@ -258,11 +258,11 @@ def test_without_ray_installed_the_ray_options_are_a_one_line_error(tmp_path, ru
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as on a light install
     spec = tmp_path / "suspects.toml"
     spec.write_text("")
-    for option in (["--ray"], ["--workers", "2"], ["--ray-address", "10.0.0.1:6379"]):
-        code, _, err, _ = run_cli("monitor", spec, *option)
-        assert code == 2 and err.strip() == "error: Ray is not installed: pip install 'suretrap[ray]'", err
-    code, _, err, _ = run_cli("sweep", spec, "--ray")
-    assert code == 2 and "pip install 'suretrap[ray]'" in err
+    options = (["--ray"], ["--workers", "2"], ["--ray-address", "10.0.0.1:6379"])
+    for command, option in [*(("monitor", o) for o in options), *(("sweep", o) for o in options),
+                            ("sweep", ["--gpus-per-cell", "0.5"])]:
+        code, _, err, _ = run_cli(command, spec, *option)
+        assert code == 2 and err.strip() == "error: Ray is not installed: pip install 'suretrap[ray]'", (command, err)
 
 
 def test_the_limiter_bounds_rate_and_concurrency_across_threads():

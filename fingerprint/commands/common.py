@@ -38,6 +38,34 @@ key_option = click.option("--key", "key_dir", type=click.Path(path_type=Path), r
                           help="Owner key directory (or private.pem).")
 
 
+def ray_options(task: str, tasks: str):
+    """``--ray``, ``--ray-address`` and ``--workers`` of a command that runs many TASKs (one Ray task each)."""
+
+    def decorate(command):
+        command = click.option(
+            "--workers", type=click.IntRange(1), default=None,
+            help=f"{tasks.capitalize()} at once; more than 1 implies --ray, and on a local Ray the CPUs are split "
+                 f"among them (default: one per CPU).")(command)
+        command = click.option("--ray-address", default=None,
+                               help="Address of a running Ray cluster (implies --ray).")(command)
+        return click.option(
+            "--ray", "use_ray", is_flag=True,
+            help=f"Run each {task} as a Ray task: a Ray started on this machine, or the cluster of --ray-address. "
+                 "Needs the ray extra.")(command)
+
+    return decorate
+
+
+def ray_choice(use_ray: bool, ray_address: str | None, workers: int | None, implied: bool = False):
+    """The RayOptions that ``ray_options`` asked for (``implied``: another option needs Ray), or None: serial."""
+    if not (use_ray or ray_address or (workers or 1) > 1 or implied):
+        return None
+    from fingerprint.services.distributed import RayOptions, require_ray
+
+    require_ray()
+    return RayOptions(address=ray_address, workers=workers)
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread so that the same clean-up as for Ctrl-C runs."""
 

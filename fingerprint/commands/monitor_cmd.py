@@ -13,6 +13,8 @@ from fingerprint.commands.common import (
     open_registry,
     passphrase,
     quiet_option,
+    ray_choice,
+    ray_options,
     registry_option,
     write_log,
 )
@@ -20,13 +22,7 @@ from fingerprint.commands.common import (
 
 @click.command()
 @click.argument("suspects_path", metavar="SUSPECTS.toml", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--ray", "use_ray", is_flag=True,
-              help="Run each (suspect, certificate) pair as a Ray task: a Ray started on this machine, or the "
-                   "cluster of --ray-address. Needs the ray extra.")
-@click.option("--ray-address", default=None, help="Address of a running Ray cluster (implies --ray).")
-@click.option("--workers", type=click.IntRange(1), default=None,
-              help="Pairs at once. More than 1 implies --ray; on a local Ray the CPUs are split among them "
-                   "(default: one per CPU).")
+@ray_options("(suspect, certificate) pair", "pairs")
 @click.option("--dry-run", is_flag=True, help="List the pairs, which are recorded already, and stop.")
 @registry_option
 @json_option
@@ -40,14 +36,10 @@ def monitor(suspects_path: Path, use_ray: bool, ray_address: str | None, workers
     a user error, 3 on an internal error.
     """
     from fingerprint.commands.console import emit_json, err, progress_sink
-    from fingerprint.services.distributed import RayOptions, require_ray
     from fingerprint.services.monitor import run_monitor
     from fingerprint.services.monitor_spec import load_spec
 
-    ray = None
-    if use_ray or ray_address or (workers or 1) > 1:
-        require_ray()
-        ray = RayOptions(address=ray_address, workers=workers)
+    ray = ray_choice(use_ray, ray_address, workers)
     spec = load_spec(suspects_path)
     secret = passphrase() if any(entry.key for entry in spec.certificates) else None
     registry = open_registry(registry_url)

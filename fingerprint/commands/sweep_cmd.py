@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from fingerprint.commands.common import json_option, open_registry, quiet_option, registry_option
+from fingerprint.commands.common import (
+    json_option,
+    open_registry,
+    quiet_option,
+    ray_choice,
+    ray_options,
+    registry_option,
+)
 
 
 @click.command()
@@ -54,13 +61,7 @@ def _parse_shard(ctx, param, value: str | None) -> tuple[int, int] | None:
 @click.argument("config_path", metavar="CONFIG", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--max-cells", type=click.IntRange(1), default=None, help="Stop after this many new cells.")
 @click.option("--dry-run", is_flag=True, help="List the pending cells and stop.")
-@click.option("--ray", "use_ray", is_flag=True,
-              help="Run each pending cell as a Ray task (a Ray started on this machine, or the cluster of "
-                   "--ray-address); each task records its cell. Needs the ray extra.")
-@click.option("--ray-address", default=None, help="Address of a running Ray cluster (implies --ray).")
-@click.option("--workers", type=click.IntRange(1), default=None,
-              help="Cells at once (implies --ray); on a local Ray the CPUs are split among them (default: one "
-                   "cell per CPU).")
+@ray_options("pending cell", "cells")
 @click.option("--gpus-per-cell", type=click.FloatRange(0), default=0.0, show_default=True,
               help="GPUs each cell's Ray task holds (a fraction packs several small-model cells on one GPU).")
 @click.option("--shard", callback=_parse_shard, default=None, metavar="I/N",
@@ -75,13 +76,9 @@ def sweep(config_path: Path, max_cells: int | None, dry_run: bool, use_ray: bool
     """Run (or resume) the sweep in CONFIG (TOML, YAML or JSON); each finished cell is recorded at once."""
     from fingerprint.commands.common import EXIT_ERROR, EXIT_INTERNAL
     from fingerprint.commands.console import emit_json, err, progress_sink
-    from fingerprint.services.distributed import RayOptions, require_ray
     from fingerprint.services.research import run_sweep
 
-    ray = None
-    if use_ray or ray_address or workers is not None or gpus_per_cell:
-        require_ray()
-        ray = RayOptions(address=ray_address, workers=workers)
+    ray = ray_choice(use_ray, ray_address, workers, implied=gpus_per_cell > 0)
     registry = open_registry(registry_url)
     with progress_sink(quiet or as_json) as progress:
         summary = run_sweep(config_path, registry, max_cells, shard, dry_run, progress, ray, gpus_per_cell)
