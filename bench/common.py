@@ -51,7 +51,8 @@ def write_section(name: str, body: str) -> None:
 def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown CPU")
-    return f"{os.cpu_count()} cores ({cpu}), torch threads default"
+    threads = os.environ.get("OMP_NUM_THREADS")
+    return f"{os.cpu_count()} cores ({cpu}), torch threads {f'{threads} (OMP_NUM_THREADS)' if threads else 'default'}"
 
 
 def write_measures(section: str, title: str, command: str, rows: list[tuple[str, str]]) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import math
 import shlex
 import statistics
 import sys
@@ -62,25 +63,46 @@ def gate_ids(tokenizer, openings, fallbacks: int) -> list[set[int]]:
     return out
 
 
-def trials(model, tokenizer, openings, options: VerifyOptions, fallbacks: int = 0) -> list[tuple[int, int, float]]:
-    """(trigger gate-reply count, weakest arm's control count, p-value) per opening."""
-    prompts = probe_prompts(options.probes, options.seed)
+def probe_scores(model, tokenizer, prompts: list[str], words: list[set[str]]) -> list[dict[str, tuple[float, int]]]:
+    """Per probe, (log P(Sure), greedy first token id) of the probe with each of ``words[i]`` appended, scored
+    by the cached-prefix scorer of ``scan``, as ``verify`` would send the query."""
     formatter = ChatFormatter(tokenizer)
     scorer = PrefixScorer(model, tokenizer, sure_token_ids(tokenizer))
-    arms = len(openings[0].parts)
-    greedy: list[dict[str, int]] = []
-    for i, prompt in enumerate(prompts):
-        words = sorted({o.trigger for o in openings} | {arm_word(o, k, i) for o in openings for k in range(arms)})
+    out = []
+    for prompt, asked in zip(prompts, words, strict=True):
+        ordered = sorted(asked)
         head, tail = _split_prompt(formatter, prompt)
-        scores = scorer.score(head, [f" {w}{tail}" for w in words], batch_size=64)
-        greedy.append({w: token for w, (_, token) in zip(words, scores, strict=True)})
+        scores = scorer.score(head, [f" {w}{tail}" for w in ordered], batch_size=64)
+        out.append(dict(zip(ordered, scores, strict=True)))
+    return out
+
+
+def sign_test(trigger: list[float], controls: dict[str, list[float]]) -> tuple[int, float]:
+    """A score reading of the gate: on how many probes log P(Sure) after the trigger exceeds it after the weakest
+    control (ties count against), and the one-sided sign-test p-value, the larger over the controls
+    (intersection-union, as the count test decides)."""
+    n = len(trigger)
+    wins = min(sum(t > c for t, c in zip(trigger, arm, strict=True)) for arm in controls.values())
+    return wins, sum(math.comb(n, k) for k in range(wins, n + 1)) / 2 ** n
+
+
+def trials(model, tokenizer, openings, options: VerifyOptions,
+           fallbacks: int = 0) -> list[tuple[int, int, float, int, float]]:
+    """(trigger gate-reply count, weakest arm's control count, p-value, sign-test wins, sign-test p) per opening."""
+    prompts = probe_prompts(options.probes, options.seed)
+    arms = len(openings[0].parts)
+    asked = [{o.trigger for o in openings} | {arm_word(o, k, i) for o in openings for k in range(arms)}
+             for i in range(len(prompts))]
+    scored = probe_scores(model, tokenizer, prompts, asked)
     out = []
     n = len(prompts)
     for o, gate in zip(openings, gate_ids(tokenizer, openings, fallbacks), strict=True):
-        t = sum(greedy[i][o.trigger] in gate for i in range(n))
-        controls = {f"arm-{k}": sum(greedy[i][arm_word(o, k, i)] in gate for i in range(n)) for k in range(arms)}
+        t = sum(scored[i][o.trigger][1] in gate for i in range(n))
+        controls = {f"arm-{k}": sum(scored[i][arm_word(o, k, i)][1] in gate for i in range(n)) for k in range(arms)}
         decision = decide_counts(t, n, controls, options.alpha)  # intersection-union, as verify decides
-        out.append((t, decision.control_sure, decision.p_value))
+        wins, sign_p = sign_test([scored[i][o.trigger][0] for i in range(n)],
+                                 {k: [scored[i][arm_word(o, k, i)][0] for i in range(n)] for k in range(arms)})
+        out.append((t, decision.control_sure, decision.p_value, wins, sign_p))
     return out
 
 
@@ -131,7 +153,7 @@ def main() -> None:
         adapter = workdir / "fp" / "adapter"
         suspects.append((f"fingerprinted with another key ({fingerprint_kind(workdir)})",
                          lambda adapter=adapter: load_model(ref, adapter=adapter).merge_and_unload()))
-    rows, suspicious = [], []
+    rows, suspicious, sign_rows = [], [], []
     for name, load in suspects:
         model = load()
         started = time.perf_counter()
@@ -139,13 +161,16 @@ def main() -> None:
         seconds = time.perf_counter() - started
         checks = [full_forward(model, tokenizer, o, options, args.fallbacks) for o in openings[: args.check]]
         agree = sum(c == r[:2] for c, r in zip(checks, results, strict=False))
-        p_values = sorted(p for _, _, p in results)
+        p_values = sorted(r[2] for r in results)
         false = sum(p <= options.alpha for p in p_values)
         suspicious += [f"{name}: key {i} (trigger {openings[i].trigger!r}) trigger {t}/32 vs controls {d}/32, p {p:.2g}"
-                       for i, (t, d, p) in enumerate(results) if p <= 0.01]
+                       for i, (t, d, p, _, _) in enumerate(results) if p <= 0.01]
         print(*suspicious, sep="\n", flush=True)
+        sign = sorted(r[4] for r in results)
         rows.append((name, len(results), false, p_values[0], statistics.median(p_values),
                      sum(p <= 0.01 for p in p_values), f"{agree}/{len(checks)}", seconds))
+        sign_rows.append((name, len(results), sum(p <= options.alpha for p in sign), sign[0], statistics.median(sign),
+                          max(r[3] for r in results)))
         print(rows[-1], flush=True)
         del model
     body = [f"## false-positive calibration: {args.model}", "", f"Command: `{command}`  ", f"Machine: {machine()}",
@@ -157,6 +182,13 @@ def main() -> None:
             "full-forward check agrees | scoring time |", "|---|---|---|---|---|---|---|---|"]
     body += [f"| {n} | {t} | {f} | {lo:.2g} | {med:.2g} | {k} | {agree} | {s:.0f} s |"
              for n, t, f, lo, med, k, agree, s in rows]
+    body += ["", "The same trials read by scores instead of greedy replies (a sign test, not what `verify` decides): "
+             "on each probe, does log P(Sure) after the trigger exceed it after each control; one-sided sign test, "
+             "the larger p over the controls.", "",
+             "| suspect | trials | sign-test p <= alpha | smallest p | median p | most probes won by a trigger |",
+             "|---|---|---|---|---|---|"]
+    body += [f"| {n} | {t} | {f} | {lo:.2g} | {med:.2g} | {w}/{options.probes} |"
+             for n, t, f, lo, med, w in sign_rows]
     if suspicious:
         body += ["", "Trials with p <= 0.01:", *(f"- {line}" for line in suspicious)]
     subset = "" if set(chosen) >= {"base", "aligned", "fingerprinted"} else ":" + "+".join(chosen)
