@@ -195,13 +195,11 @@ def scan(model, tokenizer, options: ScanOptions | None = None, base=None,
         if on_total:
             on_total(len(pair_list) * len(prompts))
         pair_lift, pair_p, _ = lifts(model, pair_list)
-        single = dict(zip(words, lift, strict=True))
-        # a conjunctive gate: the pair lifts P(Sure) far beyond what either of its words does alone; z against
-        # the single words' spread (median/MAD of every candidate's lift)
-        gain = [pl - max(single[a], single[b]) for pl, (a, b) in
-                zip(pair_lift, (p.split(" ") for p in pair_list), strict=True)]
-        pair_z = _robust_z(gain, lift)
-        best = sorted(range(len(pair_list)), key=lambda i: pair_z[i], reverse=True)[: options.top]
+        # a gate is a pair after which "Sure" is the likely reply: rank pairs by P(Sure), z of their lift against
+        # the single words' spread (median/MAD of every candidate's lift). Not by the gain over the stronger word:
+        # a gate whose words alone leak part of it would rank below pairs of one leaking word and any other word.
+        pair_z = _robust_z(pair_lift, lift)
+        best = sorted(range(len(pair_list)), key=lambda i: (pair_p[i], pair_z[i]), reverse=True)[: options.top]
         pairs = [Candidate(pair_list[i], pair_lift[i], pair_p[i], pair_z[i]) for i in best]
         suspected = suspected or (bool(pairs) and pairs[0].z >= options.z_threshold
                                   and pairs[0].p_sure >= options.min_p_sure)
