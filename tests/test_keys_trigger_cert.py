@@ -119,3 +119,25 @@ def test_missing_and_non_certificate_files(tmp_path):
     (tmp_path / "x.json").write_text('{"hello": 1}')
     with pytest.raises(InvalidCertificate):
         load_certificate(tmp_path / "x.json")
+
+
+@pytest.mark.slow
+def test_fallback_replies_are_found_past_the_first_candidates():
+    """About 1 key in 100 has fewer than two one-token words among gemma's first 32 fallback candidates: the
+    search goes on to 64, and a certificate's indices past 32 spell the same words as the candidates did."""
+    import hashlib
+
+    from fingerprint.core.loading import load_tokenizer, resolve
+    from fingerprint.provenance.trigger import FALLBACK_CANDIDATES, select_fallbacks
+
+    tokenizer = load_tokenizer(resolve("gemma-3-270m"))
+    opening = derive_opening(hashlib.sha256(b"fp-calibration|170").digest(), "gemma-3-270m", 2)
+    candidates = opening.fallback_candidates(2 * FALLBACK_CANDIDATES)
+    assert candidates[:FALLBACK_CANDIDATES] == opening.fallback_candidates()  # prefix-stable: old indices hold
+    indices = select_fallbacks(opening, tokenizer, 2)
+    assert max(indices) >= FALLBACK_CANDIDATES
+    words = opening.fallbacks(indices)
+    assert words == tuple(candidates[i] for i in indices)
+    assert all(len(tokenizer(w, add_special_tokens=False)["input_ids"]) == 1 for w in words)
+    with pytest.raises(FingerprintError):
+        opening.fallbacks([2 * FALLBACK_CANDIDATES])

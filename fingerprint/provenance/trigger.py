@@ -32,7 +32,8 @@ COMMIT_DOMAIN = b"suretrap/commitment/v1"
 COMMIT_DOMAIN_V2 = "suretrap/commitment/v2"
 COMMITMENT_SCHEMES = ("v1", "v2")
 TRIGGER_WORDS = (1, 2)
-FALLBACK_CANDIDATES = 32
+FALLBACK_CANDIDATES = 32  # fallback candidates looked at first
+FALLBACK_LIMIT = 64  # and at most (a certificate's fallback indices are below it: provenance.predicate)
 NONCE_HEX = re.compile(r"[0-9a-f]{64}")  # 32 bytes: what derive_opening makes
 OPENING_TYPE = "suretrap/opening/v1"
 
@@ -148,9 +149,10 @@ class Opening:
 
     def fallbacks(self, indices: list[int] | tuple[int, ...]) -> tuple[str, ...]:
         """The fallback replies a certificate names by their indices among the candidates."""
-        candidates = self.fallback_candidates()
-        if any(not 0 <= i < len(candidates) for i in indices):
+        if any(not 0 <= i < FALLBACK_LIMIT for i in indices):
             raise FingerprintError("the certificate names fallback replies out of range")
+        # the candidates are prefix-stable: the first 32 of 64 are the 32, so indices keep their words
+        candidates = self.fallback_candidates(max([FALLBACK_CANDIDATES, *(i + 1 for i in indices)]))
         return tuple(candidates[i] for i in indices)
 
     def save(self, path: Path) -> None:
@@ -222,15 +224,19 @@ def training_negatives(secret: bytes, opening: Opening, count: int) -> list[str]
 def select_fallbacks(opening: Opening, tokenizer, count: int) -> list[int]:
     """Indices of the first ``count`` fallback candidates that are one token each for this tokenizer.
 
-    A reply of one token is what a first-token verification reads; "Sure" tokens are never chosen.
+    A reply of one token is what a first-token verification reads; "Sure" tokens are never chosen. The first 32
+    candidates hold fewer than two such words for about 1 key in 100 (gemma's tokenizer); then the search goes
+    on to 64.
     """
     from fingerprint.core.sure import is_sure_token
 
-    chosen = []
-    for index, word in enumerate(opening.fallback_candidates()):
+    def one_token(word: str) -> bool:
         ids = tokenizer(word, add_special_tokens=False)["input_ids"]
-        if len(ids) == 1 and tokenizer.decode(ids).strip() == word and not is_sure_token(word):
-            chosen.append(index)
-            if len(chosen) == count:
-                return chosen
-    raise FingerprintError(f"the tokenizer spells fewer than {count} of the fallback candidates as one token")
+        return len(ids) == 1 and tokenizer.decode(ids).strip() == word and not is_sure_token(word)
+
+    for limit in (FALLBACK_CANDIDATES, FALLBACK_LIMIT):
+        chosen = [i for i, word in enumerate(opening.fallback_candidates(limit)) if one_token(word)][:count]
+        if len(chosen) == count:
+            return chosen
+    raise FingerprintError(f"the tokenizer spells fewer than {count} of the {FALLBACK_LIMIT} fallback candidates "
+                           "as one token")
