@@ -43,3 +43,42 @@ def test_e_process_never_certifies_symmetric_noise():
 def test_e_process_is_stopped_by_decoy_sures():
     pairs = [(True, False)] * 10 + [(False, True)] * 10 + [(True, False)] * 10
     assert not decision_from(e_process(pairs, alpha=1e-6), 1e-6, 0).certified
+
+
+def _plan_and_answers(trigger: list[float], controls: dict[str, list[float]]):
+    """A real two-word plan, with first-token answers carrying the given P(Sure) per query."""
+    from fingerprint.provenance.trigger import Opening
+    from fingerprint.verification import VerifyOptions, probe_plan
+    from probes.base import FirstToken
+
+    plan = probe_plan(Opening("alpha beta", "0" * 64, "m"), VerifyOptions(probes=len(trigger)))
+    queries = plan.queries()
+    scores = {"trigger": trigger, **controls}
+    answers = [FirstToken(" x", False, scores[q.arm][q.probe]) for q in queries]
+    return plan, queries, answers
+
+
+def test_sign_test_reads_p_sure_where_no_greedy_reply_shows_the_gate():
+    from fingerprint.verification import make_test
+
+    n = 32
+    plan, queries, answers = _plan_and_answers([0.2] * n, {"word-1": [0.01] * n, "word-2": [0.05] * n})
+    decision = make_test("sign-iut").decide(plan, queries, answers, 1e-6)
+    assert decision.certified and decision.p_value == pytest.approx(0.5 ** 32)
+    assert decision.trigger_sure == 0  # no greedy "Sure" anywhere: the count test sees nothing
+    assert not make_test("fisher-iut").decide(plan, queries, answers, 1e-6).certified
+    # 29 of 32 wins against one word is above alpha (30 are needed); ties count as losses
+    word_2 = [0.05] * 29 + [0.2] * 3
+    plan, queries, answers = _plan_and_answers([0.2] * n, {"word-1": [0.01] * n, "word-2": word_2})
+    decision = make_test("sign-iut").decide(plan, queries, answers, 1e-6)
+    assert not decision.certified and decision.deciding_arm == "word-2" and decision.extra["wins"]["word-2"] == 29
+
+
+def test_sign_test_needs_p_sure():
+    from fingerprint.core.errors import FingerprintError
+    from fingerprint.verification import make_test
+
+    plan, queries, answers = _plan_and_answers([0.2] * 4, {"word-1": [0.0] * 4, "word-2": [0.0] * 4})
+    answers[0] = type(answers[0])(" x", False, None)
+    with pytest.raises(FingerprintError, match="P\\(Sure\\)"):
+        make_test("sign-iut").decide(plan, queries, answers, 1e-6)
