@@ -40,8 +40,7 @@ from fingerprint.verification.plan import VerifyOptions
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=VerifyOptions.alpha,
               show_default=True, help="False-certification bound.")
 @click.option("--test", "test_name", default=None,
-              help="Statistical test: fisher-iut (default), e-process (see --sequential) or sign-iut (a sign test on "
-                   "P(Sure); needs a backend that reports it).")
+              help="Statistical test: fisher-iut (default) or e-process (see --sequential).")
 @click.option("--seed", type=int, default=VerifyOptions.seed, show_default=True)
 @click.option("--samples", type=click.IntRange(0, 16), default=VerifyOptions.samples, show_default=True,
               help="Prompts per side whose first generated tokens are shown.")

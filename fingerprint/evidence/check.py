@@ -56,7 +56,6 @@ class RecordCheck:
 class _Recorded:
     token: str
     is_sure: bool
-    p_sure: float | None = None  # what a score test (sign-iut) reads
 
 
 def parse_record(text: str) -> tuple[object, dict]:
@@ -135,12 +134,12 @@ def _recompute(check: RecordCheck, test: dict, decision: dict, queries: list[dic
         if q["token"] is None:
             if not q["is_gate"] or q["is_sure"] or (opening is not None and q["token_sha256"] not in hidden):
                 check.problems.append(f"{where}: a withheld reply that is not one of the fallback replies")
-            answers[(q["arm"], q["probe"])] = _Recorded(HIDDEN, False, q.get("p_sure"))
+            answers[(q["arm"], q["probe"])] = _Recorded(HIDDEN, False)
         else:
             sure = is_sure_token(q["token"]) or is_sure_reply(q["token"])
             if bool(q["is_sure"]) != sure or bool(q["is_gate"]) != sure or q["token"].strip() in gate_words:
                 check.problems.append(f"{where}: its flags do not match its token")
-            answers[(q["arm"], q["probe"])] = _Recorded(q["token"], sure, q.get("p_sure"))
+            answers[(q["arm"], q["probe"])] = _Recorded(q["token"], sure)
     replay = replace(plan, gate_words=(HIDDEN,))
 
     def ask(asked):

@@ -1,3 +1,3 @@
 """The built-in statistical tests; importing a module registers its test (one line each)."""
 
-from fingerprint.verification.rules import eprocess, fisher, sign  # noqa: F401
+from fingerprint.verification.rules import eprocess, fisher  # noqa: F401
