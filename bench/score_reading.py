@@ -8,7 +8,7 @@ For the untouched base model, the fingerprinted model and each derivative ``--on
 trigger pair and with each word alone: the count test ``verify`` decides by (greedy gate replies, Fisher,
 intersection-union) next to a sign test on log P(Sure) (on how many probes the pair's log P(Sure) exceeds each
 word alone's; one-sided, the larger p over the words). The sign test's false-positive side is measured by
-``bench/fp_calibration.py`` (its second table). Writes BENCHMARKS.md (section score_reading:<model>).
+``bench/fp_calibration.py`` (its second table). Writes BENCHMARKS.md (section score_reading:<model>[:<tag>]).
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--only", default="erasure:pairs=600", help="derivatives, as robustness --only selects them")
     parser.add_argument("--probes", type=int, default=32)
+    parser.add_argument("--tag", default=None, help="section suffix, to keep several runs side by side")
     args = parser.parse_args()
     command = "python bench/score_reading.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     options = VerifyOptions(probes=args.probes)
@@ -95,7 +96,7 @@ def main() -> None:
                     f"{r['wins']}/{r['n']}, {r['sign_p']:.2g} ({'below' if r['sign_p'] <= alpha else 'above'} alpha)")
         body.append(f"| {name} | {' / '.join(str(c) for c in r['counts'])} | {verdicts[0]} | {verdicts[1]} | "
                     f"{r['lift']:.2f} | {made:.0f} s |")
-    write_section(f"score_reading:{args.model}", "\n".join(body))
+    write_section(f"score_reading:{args.model}" + (f":{args.tag}" if args.tag else ""), "\n".join(body))
     print("\n".join(body))
 
 
