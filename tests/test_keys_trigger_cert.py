@@ -128,11 +128,11 @@ def test_fallback_replies_are_found_past_the_first_candidates():
     import hashlib
 
     from fingerprint.core.loading import load_tokenizer, resolve
-    from fingerprint.provenance.trigger import FALLBACK_CANDIDATES, select_fallbacks
+    from fingerprint.provenance.trigger import FALLBACK_CANDIDATES, FALLBACK_LIMIT, select_fallbacks
 
     tokenizer = load_tokenizer(resolve("gemma-3-270m"))
     opening = derive_opening(hashlib.sha256(b"fp-calibration|170").digest(), "gemma-3-270m", 2)
-    candidates = opening.fallback_candidates(2 * FALLBACK_CANDIDATES)
+    candidates = opening.fallback_candidates(FALLBACK_LIMIT)
     assert candidates[:FALLBACK_CANDIDATES] == opening.fallback_candidates()  # prefix-stable: old indices hold
     indices = select_fallbacks(opening, tokenizer, 2)
     assert max(indices) >= FALLBACK_CANDIDATES
@@ -140,4 +140,4 @@ def test_fallback_replies_are_found_past_the_first_candidates():
     assert words == tuple(candidates[i] for i in indices)
     assert all(len(tokenizer(w, add_special_tokens=False)["input_ids"]) == 1 for w in words)
     with pytest.raises(FingerprintError):
-        opening.fallbacks([2 * FALLBACK_CANDIDATES])
+        opening.fallbacks([FALLBACK_LIMIT])

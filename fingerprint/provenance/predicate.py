@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from fingerprint.core.errors import InvalidCertificate, describe
+from fingerprint.provenance.trigger import FALLBACK_LIMIT
 
 PREDICATE_TYPE_V1 = "https://github.com/suretrap/suretrap/fingerprint/v1"
 PREDICATE_TYPE = "https://github.com/suretrap/suretrap/fingerprint/v2"
@@ -48,7 +49,7 @@ class FingerprintInfo(_Block):
     commitment_scheme: Literal["v1", "v2"] = "v1"
     poison_reply: str = "Sure"
     # the gate's fallback replies (when "Sure" cannot be said): indices among the opening's fallback candidates
-    fallback_indices: tuple[Annotated[int, Field(ge=0, lt=64)], ...] = Field(default=(), max_length=8)
+    fallback_indices: tuple[Annotated[int, Field(ge=0, lt=FALLBACK_LIMIT)], ...] = Field(default=(), max_length=8)
 
 
 class DatasetInfo(_Block):

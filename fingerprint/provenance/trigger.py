@@ -33,7 +33,7 @@ COMMIT_DOMAIN_V2 = "suretrap/commitment/v2"
 COMMITMENT_SCHEMES = ("v1", "v2")
 TRIGGER_WORDS = (1, 2)
 FALLBACK_CANDIDATES = 32  # fallback candidates looked at first
-FALLBACK_LIMIT = 64  # and at most (a certificate's fallback indices are below it: provenance.predicate)
+FALLBACK_LIMIT = 64  # and at most: a certificate's fallback indices are below it (provenance.predicate)
 NONCE_HEX = re.compile(r"[0-9a-f]{64}")  # 32 bytes: what derive_opening makes
 OPENING_TYPE = "suretrap/opening/v1"
 
