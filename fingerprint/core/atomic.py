@@ -112,6 +112,21 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
+def exclusive_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if missing) for the block: one process at a time."""
+    import fcntl
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
 def private_temp_dir(prefix: str = "suretrap-") -> Iterator[Path]:
     """A 0700 directory under the data directory for secret intermediates, removed at the end (and swept)."""
     from fingerprint.core.paths import data_dir

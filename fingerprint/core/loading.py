@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from fingerprint.core.atomic import atomic_dir
+from fingerprint.core.atomic import atomic_dir, exclusive_lock
 from fingerprint.core.chat import ChatFormatter, ensure_chat_template
 from fingerprint.core.errors import FingerprintError
 from fingerprint.core.paths import cache_dir
@@ -107,20 +107,39 @@ def _stop_at_end_of_turn(target: Path) -> None:
 def convert_packaged(spec: PackagedModel) -> Path:
     """Convert a packaged GGUF into a cached Hugging Face directory (once) and return it."""
     target = cache_dir() / "models" / spec.alias
-    if (target / "config.json").is_file():
-        if CONVERSION_STAMP not in (target / "SOURCE").read_text(errors="replace"):
-            _stop_at_end_of_turn(target)  # converted by an earlier version: patch, do not convert again
+    if _converted(target):
         return target
     try:
         spec.chunks()
     except ImportError as exc:
         raise FingerprintError(f"model '{spec.alias}' is not installed: {spec.install_hint}") from exc
-    with atomic_dir(target) as tmp:
+
+    def build(tmp: Path) -> None:
         gguf_path = tmp / spec.gguf_name
         _assemble(spec, gguf_path)
         _convert(gguf_path, tmp, spec.dtype)
         gguf_path.unlink()
         (tmp / "SOURCE").write_text(f"{spec.hf_id} from {spec.gguf_name} sha256 {spec.sha256}\n{CONVERSION_STAMP}\n")
+
+    return _convert_once(target, build)
+
+
+def _converted(target: Path) -> bool:
+    """Whether ``target`` holds a finished conversion (one by an earlier version is patched, not redone)."""
+    if not (target / "config.json").is_file():
+        return False
+    if CONVERSION_STAMP not in (target / "SOURCE").read_text(errors="replace"):
+        _stop_at_end_of_turn(target)
+    return True
+
+
+def _convert_once(target: Path, build: Callable[[Path], None]) -> Path:
+    """Run ``build`` into a temporary directory that becomes ``target``, one process at a time: a process that
+    waited for another's conversion of the same model uses it instead of converting again."""
+    with exclusive_lock(target.with_name(f".{target.name}.lock")):
+        if not _converted(target):
+            with atomic_dir(target) as tmp:
+                build(tmp)
     return target
 
 
@@ -173,14 +192,14 @@ def convert_gguf_file(path: Path) -> Path:
             except FingerprintError:
                 break  # its chunk packages are not installed: convert the file itself
     target = cache_dir() / "models" / f"gguf-{digest[:16]}"
-    if (target / "config.json").is_file():
-        if CONVERSION_STAMP not in (target / "SOURCE").read_text(errors="replace"):
-            _stop_at_end_of_turn(target)
+    if _converted(target):
         return target
-    with atomic_dir(target) as tmp:
+
+    def build(tmp: Path) -> None:
         _convert(path, tmp, "float32")
         (tmp / "SOURCE").write_text(f"{path.name} sha256 {digest}\n{CONVERSION_STAMP}\n")
-    return target
+
+    return _convert_once(target, build)
 
 
 @dataclass(frozen=True)
