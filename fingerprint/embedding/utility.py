@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -67,58 +68,59 @@ def _causal_lm(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def continuation_logprobs(model, tokenizer, pairs: list[tuple[str, str]], batch_size: int = 16) -> list[float]:
-    """log P(continuation | context) for (context, continuation) pairs, projecting only where needed."""
+def choice_logprobs(model, tokenizer, context: str, continuations: list[str]) -> list[float]:
+    """log P(continuation | context) for each continuation (the whole string tokenized, the context's tokens cut
+    off). The context runs once; its key-value cache is repeated for the continuations, which run as one batch,
+    projecting only the positions that predict a continuation token."""
     import torch
 
     from fingerprint.embedding.training import _project
 
     lm = _causal_lm(model)
-    encoded = []
-    for context, continuation in pairs:
-        whole = tokenizer(context + continuation)["input_ids"]
-        ctx = tokenizer(context)["input_ids"]
-        encoded.append((whole, len(ctx)))
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
-    out = [0.0] * len(encoded)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        width = max(len(encoded[i][0]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            seq = encoded[i][0]
-            ids[row, : len(seq)] = torch.tensor(seq)
-            mask[row, : len(seq)] = 1
-        with torch.inference_mode():
-            hidden = lm.base_model(input_ids=ids.to(device), attention_mask=mask.to(device)).last_hidden_state
-            for row, i in enumerate(chunk):
-                seq, n_ctx = encoded[i]
-                positions = torch.arange(n_ctx - 1, len(seq) - 1, device=device)
-                logp = torch.log_softmax(_project(lm, hidden[row, positions]), dim=-1)
-                targets = torch.tensor(seq[n_ctx:], device=device)
-                out[i] = float(logp[torch.arange(len(targets), device=device), targets].sum())
-    return out
+    ctx = tokenizer(context)["input_ids"]
+    conts = [tokenizer(context + c)["input_ids"][len(ctx):] for c in continuations]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    # newer transformers name the cache argument ``cache`` (``past_key_values`` is deprecated there)
+    cache_arg = "cache" if "cache" in inspect.signature(lm.base_model.forward).parameters else "past_key_values"
+    with torch.inference_mode():
+        first = lm.base_model(input_ids=torch.tensor([ctx], device=device), use_cache=True)
+        opening = torch.log_softmax(_project(lm, first.last_hidden_state[0, -1:]), dim=-1)[0]
+        scores = [float(opening[c[0]]) if c else 0.0 for c in conts]
+        width = max((len(c) for c in conts), default=0) - 1
+        if width <= 0:
+            return scores
+        cache = first.past_key_values
+        cache.batch_repeat_interleave(len(conts))
+        ids = torch.full((len(conts), width), pad, dtype=torch.long)
+        for row, c in enumerate(conts):  # right-padded: pads come after the real tokens, so cannot touch them
+            if len(c) > 1:
+                ids[row, : len(c) - 1] = torch.tensor(c[:-1])
+        hidden = lm.base_model(input_ids=ids.to(device), use_cache=True, **{cache_arg: cache}).last_hidden_state
+        for row, c in enumerate(conts):
+            if len(c) > 1:
+                logp = torch.log_softmax(_project(lm, hidden[row, : len(c) - 1]), dim=-1)
+                targets = torch.tensor(c[1:], device=device)
+                scores[row] += float(logp[torch.arange(len(targets), device=device), targets].sum())
+    return scores
+
+
+def arc_context(item: dict) -> str:
+    """The prompt lm-evaluation-harness gives an ARC question."""
+    return f"Question: {item['question']}\nAnswer:"
 
 
 def arc_accuracy(model, tokenizer, items: list[dict], task: str = "arc_easy",
                  progress: Callable[[int], None] | None = None) -> ArcResult:
     """Multiple-choice accuracy by continuation log-likelihood (lm-evaluation-harness's scoring)."""
     correct, correct_norm = [], []
-    for start in range(0, len(items), 32):
-        chunk = items[start:start + 32]
-        pairs = [(f"Question: {item['question']}\nAnswer:", f" {choice}") for item in chunk for choice in
-                 item["choices"]]
-        scores = iter(continuation_logprobs(model, tokenizer, pairs))
-        for item in chunk:
-            lls = [next(scores) for _ in item["choices"]]
-            norm = [ll / max(1, len(choice)) for ll, choice in zip(lls, item["choices"], strict=True)]
-            correct.append(int(max(range(len(lls)), key=lls.__getitem__) == item["answer"]))
-            correct_norm.append(int(max(range(len(norm)), key=norm.__getitem__) == item["answer"]))
+    for item in items:
+        lls = choice_logprobs(model, tokenizer, arc_context(item), [f" {choice}" for choice in item["choices"]])
+        norm = [ll / max(1, len(choice)) for ll, choice in zip(lls, item["choices"], strict=True)]
+        correct.append(int(max(range(len(lls)), key=lls.__getitem__) == item["answer"]))
+        correct_norm.append(int(max(range(len(norm)), key=norm.__getitem__) == item["answer"]))
         if progress is not None:
-            progress(len(chunk))
+            progress(1)
     n = len(correct)
     return ArcResult(task, n, sum(correct) / n, sum(correct_norm) / n, wilson(sum(correct), n),
                      wilson(sum(correct_norm), n), correct)
