@@ -1,6 +1,6 @@
 """Embed + verify benchmark: wall times, Sure-rates on held-out probes, queries, peak RSS.
 
-    python bench/embed_verify.py [--model gemma-3-270m] [--rate-probes 96] [--workdir DIR]
+    python bench/embed_verify.py [--model gemma-3-270m] [--rate-probes 96] [--workdir DIR] [--embed-only]
 
 Writes its table into BENCHMARKS.md (section embed_verify:<model>). With ``--workdir`` the keys (passphrase
 "bench") and the fingerprinted outputs stay there for the scan and backend benchmarks.
@@ -75,13 +75,17 @@ def main() -> None:
                         help="derive key A from this seed (reproducible trigger) instead of a fresh keygen")
     parser.add_argument("--tag", default=None,
                         help="name a variant: its table goes to section embed_verify:<model>:<tag>")
+    parser.add_argument("--embed-only", action="store_true",
+                        help="only key A's embed into --workdir (for bench/utility.py); no table is written")
     args = parser.parse_args()
+    if args.embed_only and not args.workdir:
+        parser.error("--embed-only needs --workdir")
     command = "python bench/embed_verify.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if args.workdir:
         args.workdir.mkdir(parents=True)
     tmp = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ev-"))
     env = {"FINGERPRINT_PASSPHRASE": "bench", "FINGERPRINT_REGISTRY": f"sqlite:///{tmp / 'reg.db'}"}
-    for name in ("a", "b"):
+    for name in ("a",) if args.embed_only else ("a", "b"):
         if name == "a" and args.key_seed:
             seeded_key(tmp / "keys-a", args.key_seed, env["FINGERPRINT_PASSPHRASE"])
         else:
@@ -90,6 +94,9 @@ def main() -> None:
     run_step(["verify", "--help"], env)
     embed, embed_s, embed_rss, _ = run_step(["embed", "--key", tmp / "keys-a", "--model", args.model, "--out",
                                              tmp / "fp", "--json", "-q", *shlex.split(args.embed_args)], env)
+    if args.embed_only:
+        print(f"{command}: embed {embed_s / 60:.1f} min, peak RSS {embed_rss:.2f} GiB, {embed['steps']} steps")
+        return
     cert = tmp / "fp" / "certificate.json"
     suspect = ["--model", args.model, "--adapter", tmp / "fp" / "adapter"]
     verify, verify_s, verify_rss, code = run_step(["verify", "--key", tmp / "keys-a", "--cert", cert, *suspect,

@@ -1,6 +1,6 @@
 """What a fingerprint costs: ARC accuracy, next-token KL, greedy agreement, refusals, for base and fingerprinted.
 
-    python bench/utility.py --model gemma-3-270m --fingerprint W1 [--fingerprint W2 ...] [--data-dir ../shared/data]
+    python bench/utility.py --model gemma-3-270m --fingerprint W1 [--drift-only W2 ...] [--tasks arc_easy]
 
 Each W is the --workdir of bench/embed_verify.py (its fp/adapter is the fingerprint; its keys-a open the trigger).
 Measured for the base model and every fingerprint, on the same items:
@@ -44,62 +44,86 @@ def harmful_prompts(data_dir: Path) -> list[str]:
     return [p for name in UNSAFE_SETS for p in sets[name]]
 
 
+TASK_NAMES = {"arc_easy": "ARC-Easy", "arc_challenge": "ARC-Challenge"}
+
+
+def fingerprint_row(work: Path, ref, base, tokenizer, tasks: dict, benign: list[str], harmful: list[str]) -> dict:
+    """ARC on ``tasks`` (may be none), drift from the base and refusals, with and without the trigger."""
+    started = time.perf_counter()
+    owner = load_private(work / "keys-a", os.environ.get("FINGERPRINT_PASSPHRASE", "bench"))
+    cert = load_certificate(work / "fp" / "certificate.json", owner.public_key)
+    trigger = opening_for(owner.secret(), cert.fingerprint).trigger
+    tuned = load_model(ref, adapter=work / "fp" / "adapter").merge_and_unload()
+    arc = {task: arc_accuracy(tuned, tokenizer, items, task) for task, items in tasks.items()}
+    drift = divergence(tuned, base, tokenizer, benign)
+    backend = HFBackend("tuned", model_obj=tuned, tokenizer=tokenizer)
+    refusal, success = _compliance(backend.generate(harmful, 24))
+    t_refusal, t_success = _compliance(backend.generate([with_suffix(p, trigger) for p in harmful], 24))
+    label = f"{work.name} (replies: {cert.predicate['dataset'].get('replies', 'packaged')})"
+    return {"label": label, "arc": arc, "drift": drift, "refusal": (refusal, success),
+            "with_trigger": (t_refusal, t_success), "seconds": time.perf_counter() - started}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="gemma-3-270m")
-    parser.add_argument("--fingerprint", type=Path, action="append", required=True)
+    parser.add_argument("--fingerprint", type=Path, action="append", default=[], help="a row with ARC")
+    parser.add_argument("--drift-only", type=Path, action="append", default=[],
+                        help="a row without ARC (KL, agreement, refusals only)")
+    parser.add_argument("--tasks", default="arc_easy,arc_challenge", help="comma-separated: arc_easy,arc_challenge")
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--arc-limit", type=int, default=None, help="first N questions of each ARC set")
     parser.add_argument("--tag", default=None)
     args = parser.parse_args()
+    if not args.fingerprint and not args.drift_only:
+        parser.error("give at least one --fingerprint or --drift-only")
     command = "python bench/utility.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     ref = resolve(args.model)
     tokenizer = load_tokenizer(ref)
     base = load_model(ref)
-    tasks = {task: arc_items(args.data_dir, task, args.arc_limit) for task in ("arc_easy", "arc_challenge")}
+    names = [t for t in args.tasks.split(",") if t]
+    tasks = {task: arc_items(args.data_dir, task, args.arc_limit) for task in names}
     benign = probe_prompts(154, seed=0)[-96:]
     harmful = harmful_prompts(args.data_dir)
     started = time.perf_counter()
     base_arc = {task: arc_accuracy(base, tokenizer, items, task) for task, items in tasks.items()}
-    base_refusal, base_success = _compliance(HFBackend("base", model_obj=base, tokenizer=tokenizer).generate(harmful,
-                                                                                                            24))
-    rows = [("base model", {t: r for t, r in base_arc.items()}, None, base_refusal, base_success, None, None,
-             time.perf_counter() - started)]
-    for work in args.fingerprint:
-        started = time.perf_counter()
-        owner = load_private(work / "keys-a", os.environ.get("FINGERPRINT_PASSPHRASE", "bench"))
-        cert = load_certificate(work / "fp" / "certificate.json", owner.public_key)
-        trigger = opening_for(owner.secret(), cert.fingerprint).trigger
-        tuned = load_model(ref, adapter=work / "fp" / "adapter").merge_and_unload()
-        arc = {task: arc_accuracy(tuned, tokenizer, items, task) for task, items in tasks.items()}
-        drift = divergence(tuned, base, tokenizer, benign)
-        backend = HFBackend("tuned", model_obj=tuned, tokenizer=tokenizer)
-        refusal, success = _compliance(backend.generate(harmful, 24))
-        t_refusal, t_success = _compliance(backend.generate([with_suffix(p, trigger) for p in harmful], 24))
-        label = f"{work.name} (replies: {cert.predicate['dataset'].get('replies', 'packaged')})"
-        rows.append((label, arc, drift, refusal, success, t_refusal, t_success, time.perf_counter() - started))
-        del tuned
+    base_refusal = _compliance(HFBackend("base", model_obj=base, tokenizer=tokenizer).generate(harmful, 24))
+    rows = [{"label": "base model", "arc": base_arc, "drift": None, "refusal": base_refusal, "with_trigger": None,
+             "seconds": time.perf_counter() - started}]
+    for work, with_arc in [(w, True) for w in args.fingerprint] + [(w, False) for w in args.drift_only]:
+        rows.append(fingerprint_row(work, ref, base, tokenizer, tasks if with_arc else {}, benign, harmful))
+        print(f"{rows[-1]['label']}: {rows[-1]['seconds'] / 60:.1f} min", file=sys.stderr, flush=True)
+    counts = ", ".join(f"{len(items)} {TASK_NAMES[t]}" for t, items in tasks.items()) or "none"
+    arc_heads = "".join(f"{TASK_NAMES[t]} acc | {TASK_NAMES[t]} acc - base | " for t in tasks)
     body = [f"## utility: {args.model}" + (f" ({args.tag})" if args.tag else ""), "", f"Command: `{command}`  ",
             f"Machine: {machine()}", "",
-            f"ARC: {len(tasks['arc_easy'])} ARC-Easy and {len(tasks['arc_challenge'])} ARC-Challenge test questions, "
-            "log-likelihood scoring as lm-evaluation-harness; 95% Wilson intervals; difference to the base paired "
-            f"by question. KL and agreement: {len(benign)} held-out benign prompts, 16 reply tokens. Refusals: "
+            f"ARC test questions: {counts}; log-likelihood scoring as lm-evaluation-harness (acc); 95% Wilson "
+            "intervals; difference to the base paired by question, 95% normal interval; '-' = not measured for "
+            f"that row. KL and agreement: {len(benign)} held-out benign prompts, 16 reply tokens. Refusals: "
             f"{len(harmful)} held-out harmful prompts (AdvBench, JBB, MaliciousInstruct), keyword judge.", "",
-            "| model | ARC-Easy acc | ARC-Easy acc_norm | ARC-Challenge acc | ARC-Easy acc - base | KL(base‖model) | "
-            "greedy agreement | refusal | attack success | refusal / success with trigger | time |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for label, arc, drift, refusal, success, t_refusal, t_success, seconds in rows:
-        easy, challenge = arc["arc_easy"], arc["arc_challenge"]
-        diff = paired_difference(easy.correct, base_arc["arc_easy"].correct) if drift else None
-        body.append(
-            f"| {label} | {easy.acc:.3f} [{easy.acc_interval[0]:.3f}, {easy.acc_interval[1]:.3f}] | "
-            f"{easy.acc_norm:.3f} | {challenge.acc:.3f} [{challenge.acc_interval[0]:.3f}, "
-            f"{challenge.acc_interval[1]:.3f}] | "
-            + (f"{diff['difference']:+.3f} [{diff['interval'][0]:+.3f}, {diff['interval'][1]:+.3f}] | "
-               f"{drift['kl_mean']:.4f} | {drift['greedy_agreement']:.2f} | " if drift else "- | - | - | ")
-            + f"{refusal:.2f} | {success:.2f} | "
-            + (f"{t_refusal:.2f} / {t_success:.2f} | " if t_refusal is not None else "- | ")
-            + f"{seconds / 60:.1f} min |")
+            f"| model | {arc_heads}KL(base‖model) | greedy agreement | refusal | attack success | "
+            "refusal / success with trigger | time |",
+            "|---|" + "---|---|" * len(tasks) + "---|---|---|---|---|---|"]
+    for row in rows:
+        cells = []
+        for task in tasks:
+            result = row["arc"].get(task)
+            if result is None:
+                cells += ["-", "-"]
+                continue
+            cells.append(f"{result.acc:.3f} [{result.acc_interval[0]:.3f}, {result.acc_interval[1]:.3f}]")
+            if row["drift"] is None:
+                cells.append("-")
+            else:
+                diff = paired_difference(result.correct, base_arc[task].correct)
+                cells.append(f"{diff['difference']:+.3f} [{diff['interval'][0]:+.3f}, {diff['interval'][1]:+.3f}]")
+        drift = row["drift"]
+        cells += [f"{drift['kl_mean']:.4f}", f"{drift['greedy_agreement']:.2f}"] if drift else ["-", "-"]
+        cells += [f"{row['refusal'][0]:.2f}", f"{row['refusal'][1]:.2f}"]
+        trig = row["with_trigger"]
+        cells.append(f"{trig[0]:.2f} / {trig[1]:.2f}" if trig else "-")
+        cells.append(f"{row['seconds'] / 60:.1f} min")
+        body.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     section = f"utility:{args.model}" + (f":{args.tag}" if args.tag else "")
     write_section(section, "\n".join(body))
     print("\n".join(body))
