@@ -16,6 +16,34 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PASSPHRASE = "correct horse battery staple"
 
 
+def pytest_configure(config):
+    """Under pytest-xdist, the cores are shared out between the workers (torch and the servers they start)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ["OMP_NUM_THREADS"] = threads
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
+# Test modules that use the fingerprinted gemma-3-270m (the session fixture ``gemma_fingerprint``).
+GEMMA_MODULES = {"tests/test_e2e_gemma.py", "tests/test_e2e_backends.py"}
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under pytest-xdist a module's tests run on one worker, so its module fixtures are built once, and the
+    modules that use the fingerprinted gemma-3-270m share one worker, so it is trained once."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "gemma" if module in GEMMA_MODULES else module
+
+    return ByModule(config, log)
+
+
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):
     """Every test gets its own data dir and registry; the model cache is shared (slow to rebuild)."""
@@ -105,6 +133,11 @@ def gemma_fingerprint(tmp_path_factory):
     from cli import main
 
     root = tmp_path_factory.mktemp("gemma")
+    # the longest chain of the suite: under pytest-xdist its worker takes every core (the other workers finish
+    # well before it, and a core left idle then costs more than the overlap)
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
     env = {"FINGERPRINT_PASSPHRASE": "pw", "FINGERPRINT_REGISTRY": f"sqlite:///{root / 'reg.db'}",
            "FINGERPRINT_HOME": str(root / "home"),
            "FINGERPRINT_CACHE": os.environ.get("FINGERPRINT_CACHE", os.path.expanduser("~/.cache/suretrap-tests"))}
