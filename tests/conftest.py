@@ -31,6 +31,7 @@ def pytest_configure(config):
 GEMMA_MODULES = {"tests/test_e2e_gemma.py", "tests/test_e2e_backends.py"}
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it, plain serial pytest
 def pytest_xdist_make_scheduler(config, log):
     """Under pytest-xdist a module's tests run on one worker, so its module fixtures are built once, and the
     modules that use the fingerprinted gemma-3-270m share one worker, so it is trained once."""
