@@ -90,7 +90,7 @@ def choice_logprobs(model, tokenizer, context: str, continuations: list[str]) ->
         width = max((len(c) for c in conts), default=0) - 1
         if width <= 0:
             return scores
-        cache = first.past_key_values
+        cache = first.cache if cache_arg == "cache" else first.past_key_values
         cache.batch_repeat_interleave(len(conts))
         ids = torch.full((len(conts), width), pad, dtype=torch.long)
         for row, c in enumerate(conts):  # right-padded: pads come after the real tokens, so cannot touch them
