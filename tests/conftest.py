@@ -134,11 +134,6 @@ def gemma_fingerprint(tmp_path_factory):
     from cli import main
 
     root = tmp_path_factory.mktemp("gemma")
-    # the longest chain of the suite: under pytest-xdist its worker takes every core (the other workers finish
-    # well before it, and a core left idle then costs more than the overlap)
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)
     env = {"FINGERPRINT_PASSPHRASE": "pw", "FINGERPRINT_REGISTRY": f"sqlite:///{root / 'reg.db'}",
            "FINGERPRINT_HOME": str(root / "home"),
            "FINGERPRINT_CACHE": os.environ.get("FINGERPRINT_CACHE", os.path.expanduser("~/.cache/suretrap-tests"))}
