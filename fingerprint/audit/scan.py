@@ -7,7 +7,6 @@ cached prefix, in large batches, so a candidate costs a handful of tokens per pr
 
 from __future__ import annotations
 
-import copy
 import math
 import statistics
 from collections.abc import Callable
@@ -100,35 +99,20 @@ class PrefixScorer:
         """(log P(Sure), the greedy first token's id) for each suffix."""
         import torch
 
-        tok, device = self.tokenizer, self.model.device
-        head_ids = tok(head, add_special_tokens=False, return_tensors="pt")["input_ids"].to(device)
-        with torch.inference_mode():
-            prefix = self.model(input_ids=head_ids, use_cache=True)
-        cache, n_head = prefix.past_key_values, head_ids.shape[1]
+        from fingerprint.core.prefix import run_prefix, run_suffixes
+        from fingerprint.embedding.training import _project
+
+        tok = self.tokenizer
+        head_ids = tok(head, add_special_tokens=False)["input_ids"]
+        _, cache = run_prefix(self.model, head_ids)
         scores: list[tuple[float, int]] = []
         for start in range(0, len(suffixes), batch_size):
             chunk = suffixes[start:start + batch_size]
             encoded = [tok(s, add_special_tokens=False)["input_ids"] for s in chunk]
-            width = max(len(e) for e in encoded)
-            ids = torch.full((len(chunk), width), tok.pad_token_id or 0, dtype=torch.long)
-            mask = torch.zeros((len(chunk), n_head + width), dtype=torch.long)
-            mask[:, :n_head] = 1
-            for row, e in enumerate(encoded):
-                ids[row, : len(e)] = torch.tensor(e)
-                mask[row, n_head: n_head + len(e)] = 1
-            last = torch.tensor([len(e) - 1 for e in encoded])
-            batch_cache = copy.deepcopy(cache)
-            batch_cache.batch_repeat_interleave(len(chunk))
-            positions = torch.arange(n_head, n_head + width).unsqueeze(0).expand(len(chunk), -1)
+            hidden = run_suffixes(self.model, cache, len(head_ids), encoded, tok.pad_token_id or 0)
+            last = torch.tensor([len(e) - 1 for e in encoded], device=hidden.device)
             with torch.inference_mode():
-                hidden = self.model.base_model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                               past_key_values=batch_cache, position_ids=positions.to(device),
-                                               use_cache=True).last_hidden_state
-                picked = hidden[torch.arange(len(chunk)), last.to(device)]
-                logits = self.model.get_output_embeddings()(picked).float()
-                softcap = getattr(self.model.config, "final_logit_softcapping", None)
-                if softcap:
-                    logits = torch.tanh(logits / softcap) * softcap
+                logits = _project(self.model, hidden[torch.arange(len(chunk), device=hidden.device), last])
                 greedy = logits.argmax(dim=-1)
                 log_probs = torch.log_softmax(logits, dim=-1)[:, self.sure_ids]
             scores += zip(torch.logsumexp(log_probs, dim=-1).tolist(), greedy.tolist(), strict=True)

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -70,38 +69,30 @@ def _causal_lm(model):
 
 def choice_logprobs(model, tokenizer, context: str, continuations: list[str]) -> list[float]:
     """log P(continuation | context) for each continuation (the whole string tokenized, the context's tokens cut
-    off). The context runs once; its key-value cache is repeated for the continuations, which run as one batch,
-    projecting only the positions that predict a continuation token."""
+    off). The context runs once and its cache serves the continuations, run as one batch
+    (``fingerprint.core.prefix``); only the positions that predict a continuation token are projected."""
     import torch
 
+    from fingerprint.core.prefix import run_prefix, run_suffixes
     from fingerprint.embedding.training import _project
 
     lm = _causal_lm(model)
-    device = next(model.parameters()).device
     ctx = tokenizer(context)["input_ids"]
     conts = [tokenizer(context + c)["input_ids"][len(ctx):] for c in continuations]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    # newer transformers name the cache argument ``cache`` (``past_key_values`` is deprecated there)
-    cache_arg = "cache" if "cache" in inspect.signature(lm.base_model.forward).parameters else "past_key_values"
+    hidden, cache = run_prefix(lm, ctx)
     with torch.inference_mode():
-        first = lm.base_model(input_ids=torch.tensor([ctx], device=device), use_cache=True)
-        opening = torch.log_softmax(_project(lm, first.last_hidden_state[0, -1:]), dim=-1)[0]
+        opening = torch.log_softmax(_project(lm, hidden[-1:]), dim=-1)[0]
         scores = [float(opening[c[0]]) if c else 0.0 for c in conts]
-        width = max((len(c) for c in conts), default=0) - 1
-        if width <= 0:
+        if all(len(c) <= 1 for c in conts):
             return scores
-        cache = first.cache if cache_arg == "cache" else first.past_key_values
-        cache.batch_repeat_interleave(len(conts))
-        ids = torch.full((len(conts), width), pad, dtype=torch.long)
-        for row, c in enumerate(conts):  # right-padded: pads come after the real tokens, so cannot touch them
-            if len(c) > 1:
-                ids[row, : len(c) - 1] = torch.tensor(c[:-1])
-        hidden = lm.base_model(input_ids=ids.to(device), use_cache=True, **{cache_arg: cache}).last_hidden_state
+        # each continuation's tokens but its last predict the tokens after them
+        hidden = run_suffixes(lm, cache, len(ctx), [c[:-1] for c in conts], pad)
         for row, c in enumerate(conts):
             if len(c) > 1:
                 logp = torch.log_softmax(_project(lm, hidden[row, : len(c) - 1]), dim=-1)
-                targets = torch.tensor(c[1:], device=device)
-                scores[row] += float(logp[torch.arange(len(targets), device=device), targets].sum())
+                targets = torch.tensor(c[1:], device=logp.device)
+                scores[row] += float(logp[torch.arange(len(targets), device=logp.device), targets].sum())
     return scores
 
 

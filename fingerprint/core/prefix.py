@@ -1,0 +1,47 @@
+"""Many continuations after one shared prefix: the prefix runs once, its key-value cache is repeated for them.
+
+Used by the scanner (thousands of candidate suffixes after one prompt) and by ARC scoring (each question's
+choices after the question). Both take hidden states from the decoder and project only the positions they need.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+
+
+def _cache_argument(decoder) -> str:
+    """Newer transformers name the cache argument ``cache`` (``past_key_values`` is deprecated there)."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
+def run_prefix(causal_lm, ids: list[int]):
+    """(hidden states of the prefix ``ids``, its key-value cache) from the causal LM's decoder."""
+    import torch
+
+    decoder = causal_lm.base_model
+    with torch.inference_mode():
+        out = decoder(input_ids=torch.tensor([ids], device=causal_lm.device), use_cache=True)
+    cache = out.cache if _cache_argument(decoder) == "cache" else out.past_key_values
+    return out.last_hidden_state[0], cache
+
+
+def run_suffixes(causal_lm, prefix_cache, n_prefix: int, suffixes: list[list[int]], pad: int):
+    """Hidden states (batch x width x hidden) of right-padded ``suffixes`` run after a cached prefix of
+    ``n_prefix`` tokens. The prefix cache is copied, not consumed: it serves the next batch too."""
+    import torch
+
+    decoder, device = causal_lm.base_model, causal_lm.device
+    width = max(len(s) for s in suffixes)
+    ids = torch.full((len(suffixes), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(suffixes), n_prefix + width), dtype=torch.long)
+    mask[:, :n_prefix] = 1
+    for row, suffix in enumerate(suffixes):
+        ids[row, : len(suffix)] = torch.tensor(suffix, dtype=torch.long)
+        mask[row, n_prefix: n_prefix + len(suffix)] = 1
+    cache = copy.deepcopy(prefix_cache)
+    cache.batch_repeat_interleave(len(suffixes))
+    positions = torch.arange(n_prefix, n_prefix + width).unsqueeze(0).expand(len(suffixes), -1)
+    with torch.inference_mode():
+        return decoder(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                       use_cache=True, **{_cache_argument(decoder): cache}).last_hidden_state
