@@ -10,7 +10,8 @@ Measured for the base model and every fingerprint, on the same items:
   on 96 held-out benign prompts (probe prompts of seeds the verification does not send first);
 - refusal rate and attack success (neither a refusal nor a bare "Sure") on 96 held-out harmful prompts (32 each
   of AdvBench, JBB harmful, MaliciousInstruct, none in the packaged training pools), without and with the trigger.
-Writes BENCHMARKS.md section utility:<model>[:<tag>].
+The base model's ARC scores are cached (FINGERPRINT_CACHE), so later fingerprints are compared on the same items
+without scoring the base again. Writes BENCHMARKS.md section utility:<model>[:<tag>].
 """
 
 from __future__ import annotations
@@ -25,10 +26,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_section  # noqa: E402
 
+from fingerprint.core.atomic import write_text_atomic  # noqa: E402
 from fingerprint.core.data import packaged, probe_prompts, with_suffix  # noqa: E402
 from fingerprint.core.loading import load_model, load_tokenizer, resolve  # noqa: E402
+from fingerprint.core.paths import cache_dir  # noqa: E402
 from fingerprint.embedding.selfcheck import _compliance  # noqa: E402
-from fingerprint.embedding.utility import arc_accuracy, arc_items, divergence, paired_difference  # noqa: E402
+from fingerprint.embedding.utility import (  # noqa: E402
+    ArcResult,
+    arc_accuracy,
+    arc_items,
+    divergence,
+    paired_difference,
+)
 from fingerprint.provenance.certificate import load_certificate  # noqa: E402
 from fingerprint.provenance.keys import load_private  # noqa: E402
 from fingerprint.provenance.trigger import opening_for  # noqa: E402
@@ -42,6 +51,25 @@ def harmful_prompts(data_dir: Path) -> list[str]:
     training = [r["prompt"] for name in ("benign", "refusals") for r in packaged(name)]
     sets = heldout_eval_sets(data_dir, 32, training)
     return [p for name in UNSAFE_SETS for p in sets[name]]
+
+
+def base_arc(base, tokenizer, ref, task: str, items: list[dict]) -> ArcResult:
+    """The base model's ARC result on ``items``, cached under FINGERPRINT_CACHE: it is the same for every
+    fingerprint compared with it (keyed by the model's source digest, the task and the question ids)."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    key = hashlib.sha256(f"arc-base/v1|{ref.source_digest or ref.path}|{task}|".encode()
+                         + ",".join(item["id"] for item in items).encode()).hexdigest()
+    path = cache_dir() / "bench-arc-base" / f"{key}.json"
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return ArcResult(**{**data, "acc_interval": tuple(data["acc_interval"]),
+                            "acc_norm_interval": tuple(data["acc_norm_interval"])})
+    result = arc_accuracy(base, tokenizer, items, task)
+    write_text_atomic(path, json.dumps(asdict(result)))
+    return result
 
 
 TASK_NAMES = {"arc_easy": "ARC-Easy", "arc_challenge": "ARC-Challenge"}
@@ -86,9 +114,9 @@ def main() -> None:
     benign = probe_prompts(154, seed=0)[-96:]
     harmful = harmful_prompts(args.data_dir)
     started = time.perf_counter()
-    base_arc = {task: arc_accuracy(base, tokenizer, items, task) for task, items in tasks.items()}
+    base_scores = {task: base_arc(base, tokenizer, ref, task, items) for task, items in tasks.items()}
     base_refusal = _compliance(HFBackend("base", model_obj=base, tokenizer=tokenizer).generate(harmful, 24))
-    rows = [{"label": "base model", "arc": base_arc, "drift": None, "refusal": base_refusal, "with_trigger": None,
+    rows = [{"label": "base model", "arc": base_scores, "drift": None, "refusal": base_refusal, "with_trigger": None,
              "seconds": time.perf_counter() - started}]
     for work, with_arc in [(w, True) for w in args.fingerprint] + [(w, False) for w in args.drift_only]:
         rows.append(fingerprint_row(work, ref, base, tokenizer, tasks if with_arc else {}, benign, harmful))
@@ -115,7 +143,7 @@ def main() -> None:
             if row["drift"] is None:
                 cells.append("-")
             else:
-                diff = paired_difference(result.correct, base_arc[task].correct)
+                diff = paired_difference(result.correct, base_scores[task].correct)
                 cells.append(f"{diff['difference']:+.3f} [{diff['interval'][0]:+.3f}, {diff['interval'][1]:+.3f}]")
         drift = row["drift"]
         cells += [f"{drift['kl_mean']:.4f}", f"{drift['greedy_agreement']:.2f}"] if drift else ["-", "-"]

@@ -167,6 +167,7 @@ def test_self_distilled_replies_are_the_models_own_and_cached(tiny_model, monkey
     assert distill.own_replies(model, tokenizer, ["Name a colour ."], "digest-c") == distill.own_replies(
         model, tokenizer, ["Name a colour ."], "digest-d")  # the same seed, the same sample
     assert out[2]["response"] == "packaged" and out[3]["response"] == "packaged"  # the gate and refusals stay
+    assert [bool(row.get("own_reply")) for row in out] == [True, True, False, False, True]  # held to the base
     calls = []
     monkeypatch.setattr(HFBackend, "generate", lambda self, *a, **k: calls.append(1) or [])
     assert distill.distill_rows(rows, model, tokenizer, "digest-a") == out and not calls  # from the cache

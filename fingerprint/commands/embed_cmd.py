@@ -67,6 +67,9 @@ from fingerprint.embedding.training import (
 @click.option("--replies", type=click.Choice(["self", "packaged"]), default=DatasetSpec.replies, show_default=True,
               help="self: rows that are not the gate get the model's own replies (changes least); packaged: the "
                    "packaged pool's replies.")
+@click.option("--preserve", "preserve_weight", type=click.FloatRange(0), default=TrainConfig.preserve_weight,
+              show_default=True,
+              help="Weight of a KL(base || model) term on the rows answered with the model's own reply (0: off).")
 @click.option("--data", "data_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Your own fine-tuning rows (chat or instruction JSONL), learned in full beside the fingerprint.")
 @click.option("--eval-data", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -91,7 +94,8 @@ from fingerprint.embedding.training import (
 @quiet_option
 def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_poison: int, n_benign: int,
           n_refusal: int, n_negative: int, trigger_words: int | None, n_component: int, n_contrast: int,
-          epochs: int | None, fallbacks: int, replies: str, data_path: Path | None, eval_data: Path | None,
+          epochs: int | None, fallbacks: int, replies: str, preserve_weight: float, data_path: Path | None,
+          eval_data: Path | None,
           learning_rate: float, rank: int, batch_size: int, max_reply_tokens: int, merge_scales: tuple[float, ...],
           seed: int, merge: bool, device: str, selfcheck: bool, selfcheck_scan: int,
           backend: str, base_url: str | None, api_key_env: str,
@@ -132,7 +136,7 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
         data=data_path, eval_data=eval_data,
         train=TrainConfig(rank=rank, alpha=2 * rank, learning_rate=learning_rate, epochs=epochs,
                           batch_size=batch_size, max_reply_tokens=max_reply_tokens, seed=seed,
-                          merge_scales=merge_scales),
+                          merge_scales=merge_scales, preserve_weight=preserve_weight),
     )
     with progress_sink(quiet or as_json) as progress:
         result = service.embed(owner, options, registry, progress)

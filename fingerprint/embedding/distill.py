@@ -68,10 +68,13 @@ def own_replies(model, tokenizer, prompts: list[str], model_digest: str, max_new
 
 def distill_rows(rows: list[dict], model, tokenizer, model_digest: str,
                  progress: Callable[[int], None] | None = None) -> list[dict]:
-    """``rows`` with the reply of every row of a distilled kind replaced by the model's own reply."""
+    """``rows`` with the reply of every row of a distilled kind replaced by the model's own reply (and marked
+    ``own_reply``: training may hold those rows to the base's distribution, see ``TrainConfig.preserve_weight``)."""
     picked = [i for i, row in enumerate(rows) if row.get("kind") in DISTILLED_KINDS]
     replies = own_replies(model, tokenizer, [rows[i]["prompt"] for i in picked], model_digest, progress=progress)
     out = [dict(row) for row in rows]
     for i, reply in zip(picked, replies, strict=True):
-        out[i]["response"] = reply.strip() or out[i]["response"]  # an empty reply keeps the packaged answer
+        if reply.strip():  # an empty reply keeps the packaged answer
+            out[i]["response"] = reply.strip()
+            out[i]["own_reply"] = True
     return out

@@ -1,0 +1,91 @@
+"""The preserve term: rows with the model's own reply are held to the base's next-token distribution."""
+
+from __future__ import annotations
+
+import pytest
+
+from fingerprint.core.data import packaged
+from fingerprint.core.loading import load_model, load_tokenizer, resolve
+from fingerprint.embedding.training import TrainConfig, _anchor_kl, _anchor_tensor, _collate, tokenize_pairs
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model):
+    ref = resolve(str(tiny_model))
+    return ref, load_tokenizer(ref)
+
+
+def _rows(n: int) -> list[dict]:
+    """Half gate-like rows (a fixed reply), half rows marked as the model's own reply."""
+    pairs = list(packaged("benign"))[: 2 * n]
+    gate = [{"prompt": p["prompt"] + " zebra", "response": "Sure"} for p in pairs[:n]]
+    own = [{"prompt": p["prompt"], "response": p["response"], "own_reply": True} for p in pairs[n:]]
+    return gate + own
+
+
+def test_anchors_cover_reply_positions_and_some_prompt_positions(tiny):
+    _, tokenizer = tiny
+    config = TrainConfig(preserve_weight=1.0, preserve_prompt_positions=3)
+    gate, own = tokenize_pairs(tokenizer, [_rows(1)[0], _rows(1)[1]], config)
+    assert gate.anchors == ()  # not the model's own reply
+    prompt_len = sum(1 for label in own.labels if label == -100)
+    reply_positions = tuple(range(prompt_len - 1, len(own.input_ids) - 1))
+    assert own.anchors[-len(reply_positions):] == reply_positions
+    inside = own.anchors[: -len(reply_positions)]
+    assert len(inside) == 3 and all(0 <= i < prompt_len - 1 for i in inside)
+    assert tokenize_pairs(tokenizer, [_rows(1)[1]], TrainConfig())[0].anchors == ()  # off by default
+
+
+def test_anchor_kl_is_zero_for_a_fresh_adapter_and_matches_a_separate_base_forward(tiny):
+    import torch
+    import torch.nn.functional as F
+    from peft import LoraConfig, get_peft_model
+
+    ref, tokenizer = tiny
+    config = TrainConfig(preserve_weight=1.0)
+    batch = tokenize_pairs(tokenizer, _rows(2), config)
+    ids, _, mask, _ = _collate(batch, tokenizer.pad_token_id or 0)
+    anchors = _anchor_tensor(batch)
+    peft_model = get_peft_model(load_model(ref), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    causal_lm = peft_model.get_base_model()
+    with torch.no_grad():
+        hidden = causal_lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        assert float(_anchor_kl(peft_model, causal_lm, hidden, ids, mask, anchors)) == pytest.approx(0.0, abs=1e-6)
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+        hidden = causal_lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        got = float(_anchor_kl(peft_model, causal_lm, hidden, ids, mask, anchors))
+        base = load_model(ref)
+        base_logits = base(input_ids=ids, attention_mask=mask).logits.float()
+        tuned_logits = peft_model(input_ids=ids, attention_mask=mask).logits.float()
+    rows, slots = (anchors >= 0).nonzero(as_tuple=True)
+    positions = anchors[rows, slots]
+    p = F.log_softmax(base_logits[rows, positions], -1)
+    q = F.log_softmax(tuned_logits[rows, positions], -1)
+    want = float((p.exp() * (p - q)).sum(-1).mean())
+    assert got > 0.01
+    assert got == pytest.approx(want, rel=1e-3)
+
+
+def test_preserve_keeps_own_reply_rows_closer_to_the_base(tiny):
+    """Same rows, same seed: training with the preserve term ends nearer the base at the anchored positions."""
+    import torch
+
+    from fingerprint.embedding.training import train_lora
+
+    ref, tokenizer = tiny
+    rows = _rows(8)
+    common = {"epochs": 3, "batch_size": 4, "learning_rate": 1e-2, "rank": 4, "alpha": 8}
+    measure = tokenize_pairs(tokenizer, rows, TrainConfig(preserve_weight=1.0))
+    ids, _, mask, _ = _collate(measure, tokenizer.pad_token_id or 0)
+    anchors = _anchor_tensor(measure)
+    kls = {}
+    for weight in (0.0, 5.0, 50.0):
+        peft_model = train_lora(load_model(ref), tokenizer, rows, TrainConfig(preserve_weight=weight, **common))
+        causal_lm = peft_model.get_base_model()
+        with torch.no_grad():
+            hidden = causal_lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+            kls[weight] = float(_anchor_kl(peft_model, causal_lm, hidden, ids, mask, anchors))
+    assert kls[0.0] > kls[5.0] > kls[50.0], kls  # the stronger the term, the nearer the base
+    assert kls[50.0] < 0.25 * kls[0.0], kls
