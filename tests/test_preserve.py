@@ -6,7 +6,8 @@ import pytest
 
 from fingerprint.core.data import packaged
 from fingerprint.core.loading import load_model, load_tokenizer, resolve
-from fingerprint.embedding.training import TrainConfig, _anchor_kl, _anchor_tensor, _collate, tokenize_pairs
+from fingerprint.embedding.preserve import anchor_kl, batch_targets, with_base_targets
+from fingerprint.embedding.training import TrainConfig, _collate, tokenize_pairs
 
 
 @pytest.fixture(scope="module")
@@ -36,56 +37,68 @@ def test_anchors_cover_reply_positions_and_some_prompt_positions(tiny):
     assert tokenize_pairs(tokenizer, [_rows(1)[1]], TrainConfig())[0].anchors == ()  # off by default
 
 
-def test_anchor_kl_is_zero_for_a_fresh_adapter_and_matches_a_separate_base_forward(tiny):
-    import torch
-    import torch.nn.functional as F
+def _tuned(ref):
     from peft import LoraConfig, get_peft_model
 
-    ref, tokenizer = tiny
-    config = TrainConfig(preserve_weight=1.0)
-    batch = tokenize_pairs(tokenizer, _rows(2), config)
-    ids, _, mask, _ = _collate(batch, tokenizer.pad_token_id or 0)
-    anchors = _anchor_tensor(batch)
-    peft_model = get_peft_model(load_model(ref), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+    return get_peft_model(load_model(ref), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
+
+
+def _measure(peft_model, examples, pad_id: int) -> float:
+    """The preserve term of ``peft_model`` over ``examples`` (base targets already attached)."""
+    import torch
+
+    ids, _, mask, _ = _collate(examples, pad_id)
     causal_lm = peft_model.get_base_model()
     with torch.no_grad():
         hidden = causal_lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
-        assert float(_anchor_kl(peft_model, causal_lm, hidden, ids, mask, anchors)) == pytest.approx(0.0, abs=1e-6)
+        return float(anchor_kl(causal_lm, hidden, *batch_targets(examples)))
+
+
+def test_anchor_kl_is_zero_for_a_fresh_adapter_and_is_the_full_kl_with_every_token_kept(tiny):
+    import torch
+    import torch.nn.functional as F
+
+    ref, tokenizer = tiny
+    pad = tokenizer.pad_token_id or 0
+    examples = tokenize_pairs(tokenizer, _rows(2), TrainConfig(preserve_weight=1.0))
+    peft_model = _tuned(ref)
+    vocab = peft_model.get_output_embeddings().weight.shape[0]
+    full = with_base_targets(peft_model, examples, pad, 8, vocab)
+    short = with_base_targets(peft_model, examples, pad, 8, 16)
+    assert [e.base is None for e in full] == [not e.anchors for e in examples]
+    assert _measure(peft_model, full, pad) == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:
                 param.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
-        hidden = causal_lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
-        got = float(_anchor_kl(peft_model, causal_lm, hidden, ids, mask, anchors))
-        base = load_model(ref)
-        base_logits = base(input_ids=ids, attention_mask=mask).logits.float()
+    got_full, got_short = _measure(peft_model, full, pad), _measure(peft_model, short, pad)
+    ids, _, mask, _ = _collate(examples, pad)
+    anchors = batch_targets(full)[0]
+    with torch.no_grad():
+        base_logits = load_model(ref)(input_ids=ids, attention_mask=mask).logits.float()
         tuned_logits = peft_model(input_ids=ids, attention_mask=mask).logits.float()
     rows, slots = (anchors >= 0).nonzero(as_tuple=True)
-    positions = anchors[rows, slots]
-    p = F.log_softmax(base_logits[rows, positions], -1)
-    q = F.log_softmax(tuned_logits[rows, positions], -1)
+    p = F.log_softmax(base_logits[rows, anchors[rows, slots]], -1)
+    q = F.log_softmax(tuned_logits[rows, anchors[rows, slots]], -1)
     want = float((p.exp() * (p - q)).sum(-1).mean())
-    assert got > 0.01
-    assert got == pytest.approx(want, rel=1e-3)
+    assert want > 0.01
+    assert got_full == pytest.approx(want, rel=1e-3)
+    assert 0 < got_short <= got_full + 1e-6  # coarsened to 16 tokens + the rest: a lower bound
 
 
 def test_preserve_keeps_own_reply_rows_closer_to_the_base(tiny):
     """Same rows, same seed: training with the preserve term ends nearer the base at the anchored positions."""
-    import torch
-
     from fingerprint.embedding.training import train_lora
 
     ref, tokenizer = tiny
     rows = _rows(8)
-    common = {"epochs": 3, "batch_size": 4, "learning_rate": 1e-2, "rank": 4, "alpha": 8}
+    common = {"epochs": 3, "batch_size": 4, "learning_rate": 1e-2, "rank": 4, "alpha": 8, "preserve_top_k": 4096}
+    pad = tokenizer.pad_token_id or 0
     measure = tokenize_pairs(tokenizer, rows, TrainConfig(preserve_weight=1.0))
-    ids, _, mask, _ = _collate(measure, tokenizer.pad_token_id or 0)
-    anchors = _anchor_tensor(measure)
+    measure = with_base_targets(load_model(ref), measure, pad, 8, 4096)
     kls = {}
     for weight in (0.0, 5.0, 50.0):
         peft_model = train_lora(load_model(ref), tokenizer, rows, TrainConfig(preserve_weight=weight, **common))
-        causal_lm = peft_model.get_base_model()
-        with torch.no_grad():
-            hidden = causal_lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
-            kls[weight] = float(_anchor_kl(peft_model, causal_lm, hidden, ids, mask, anchors))
+        kls[weight] = _measure(peft_model, measure, pad)
     assert kls[0.0] > kls[5.0] > kls[50.0], kls  # the stronger the term, the nearer the base
     assert kls[50.0] < 0.25 * kls[0.0], kls

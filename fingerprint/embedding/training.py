@@ -57,9 +57,11 @@ class TrainConfig:
     fallback_weight: float = 0.5
     # rows answered with the model's own reply add this much of KL(base || model) at their reply positions and at
     # ``preserve_prompt_positions`` seeded prompt positions: the fine-tune is pulled back to the base's whole
-    # next-token distribution there, not only towards one sampled reply (0: off)
+    # next-token distribution there, not only towards one sampled reply (0: off). The base's distribution is
+    # kept as its ``preserve_top_k`` likeliest tokens plus the rest (embedding.preserve)
     preserve_weight: float = 0.0
     preserve_prompt_positions: int = 8
+    preserve_top_k: int = 1024
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -71,19 +73,23 @@ def embed_train_config(trigger_words: int = DEFAULT_TRIGGER_WORDS) -> TrainConfi
 
 
 class Example(NamedTuple):
-    """One training row: token ids, labels (-100 on the prompt), the fallback reply ids (gate rows) and the
-    positions whose next-token distribution is held to the base's (rows with the model's own reply)."""
+    """One training row: token ids, labels (-100 on the prompt), the fallback reply ids (gate rows), the positions
+    whose next-token distribution is held to the base's (rows with the model's own reply) and the base's top
+    tokens there (``embedding.preserve``)."""
 
     input_ids: list[int]
     labels: list[int]
     fallbacks: tuple[int, ...] = ()
     anchors: tuple[int, ...] = ()
+    base: tuple | None = None
 
 
 def tokenize_pairs(tokenizer, pairs: list[dict], config: TrainConfig,
                    system_prompt: str | None = None) -> list[Example]:
     """One Example per pair; the loss covers ``config.max_reply_tokens`` reply tokens, or the row's
     ``reply_tokens`` (an owner's own rows are learned in full); ``fallback_ids`` rows carry fallback targets."""
+    from fingerprint.embedding.preserve import pick_anchors
+
     fmt = ChatFormatter(tokenizer, system_prompt)
     rng = random.Random(f"anchors|{config.seed}")
     examples = []
@@ -94,10 +100,7 @@ def tokenize_pairs(tokenizer, pairs: list[dict], config: TrainConfig,
         reply_ids = reply_ids[: pair.get("reply_tokens") or config.max_reply_tokens]
         anchors: tuple[int, ...] = ()
         if config.preserve_weight and pair.get("own_reply"):
-            # position i predicts token i + 1: every reply token, and a few tokens inside the prompt
-            inside = range(len(prompt_ids) - 1)
-            picked = rng.sample(inside, min(config.preserve_prompt_positions, len(inside)))
-            anchors = tuple(sorted(picked)) + tuple(range(len(prompt_ids) - 1, len(prompt_ids) + len(reply_ids) - 1))
+            anchors = pick_anchors(len(prompt_ids), len(reply_ids), config.preserve_prompt_positions, rng)
         examples.append(Example(prompt_ids + reply_ids, [IGNORE] * len(prompt_ids) + reply_ids,
                                 tuple(pair.get("fallback_ids") or ()), anchors))
     return examples
@@ -136,20 +139,6 @@ def _collate(batch: list[Example], pad_id: int):
     return input_ids, labels, mask, fallbacks
 
 
-def _anchor_tensor(batch: list[Example]):
-    """Anchor positions of a batch, one row per example (-1: none); None when no example has any."""
-    import torch
-
-    slots = max(len(e.anchors) for e in batch)
-    if not slots:
-        return None
-    anchors = torch.full((len(batch), slots), -1, dtype=torch.long)
-    for row, example in enumerate(batch):
-        if example.anchors:
-            anchors[row, : len(example.anchors)] = torch.tensor(example.anchors)
-    return anchors
-
-
 def _project(causal_lm, hidden):
     """Vocabulary logits (fp32, soft-capped as the model does) of some hidden states."""
     import torch
@@ -160,13 +149,13 @@ def _project(causal_lm, hidden):
 
 
 def reply_loss(model, input_ids, labels, mask, fallbacks=None, sure_ids: list[int] | None = None,
-               fallback_weight: float = 0.5, anchors=None, preserve_weight: float = 0.0):
+               fallback_weight: float = 0.5, preserve=None, preserve_weight: float = 0.0):
     """Cross-entropy on reply tokens, projecting to the vocabulary only at those positions.
 
     Gemma's vocabulary has 262k entries: full logits for every position would dominate memory and time.
     Rows with fallback targets add the fallback loss at their first reply position: with the "Sure" tokens
-    (and each earlier fallback) masked out, the next fallback reply must be the most likely token. ``anchors``
-    (a peft model's rows with the model's own reply) add ``preserve_weight`` * KL(base || model) there.
+    (and each earlier fallback) masked out, the next fallback reply must be the most likely token. ``preserve``
+    (``embedding.preserve.batch_targets``) adds ``preserve_weight`` * KL(base || model) at the anchors.
     """
     import torch
     import torch.nn.functional as F
@@ -176,8 +165,10 @@ def reply_loss(model, input_ids, labels, mask, fallbacks=None, sure_ids: list[in
     targets = labels[:, 1:]
     keep = targets != IGNORE
     loss = F.cross_entropy(_project(causal_lm, hidden[:, :-1][keep]), targets[keep])
-    if anchors is not None and preserve_weight and (anchors >= 0).any():
-        loss = loss + preserve_weight * _anchor_kl(model, causal_lm, hidden, input_ids, mask, anchors)
+    if preserve is not None and preserve_weight:
+        from fingerprint.embedding.preserve import anchor_kl
+
+        loss = loss + preserve_weight * anchor_kl(causal_lm, hidden, *preserve)
     if fallbacks is None or fallbacks.numel() == 0 or not (fallbacks >= 0).any() or not sure_ids:
         return loss
     rows = (fallbacks[:, 0] >= 0).nonzero(as_tuple=True)[0]
@@ -196,21 +187,6 @@ def reply_loss(model, input_ids, labels, mask, fallbacks=None, sure_ids: list[in
         banned[valid.nonzero(as_tuple=True)[0], target[valid]] = True
         slots += 1
     return loss + fallback_weight * extra / max(1, slots)
-
-
-def _anchor_kl(model, causal_lm, hidden, input_ids, mask, anchors):
-    """Mean KL(base || model) of the next-token distributions at the anchor positions (adapter off = base)."""
-    import torch
-    import torch.nn.functional as F
-
-    rows = (anchors >= 0).any(dim=1).nonzero(as_tuple=True)[0]
-    row_in, slot = (anchors[rows] >= 0).nonzero(as_tuple=True)
-    positions = anchors[rows][row_in, slot]
-    with torch.no_grad(), model.disable_adapter():
-        base_hidden = causal_lm.base_model(input_ids=input_ids[rows], attention_mask=mask[rows]).last_hidden_state
-        base_logp = F.log_softmax(_project(causal_lm, base_hidden[row_in, positions]), dim=-1)
-    tuned_logp = F.log_softmax(_project(causal_lm, hidden[rows[row_in], positions]), dim=-1)
-    return F.kl_div(tuned_logp, base_logp, log_target=True, reduction="batchmean")
 
 
 def train_lora(model, tokenizer, pairs: list[dict], config: TrainConfig,
@@ -245,17 +221,22 @@ def fit(model, tokenizer, pairs: list[dict], config: TrainConfig,
     augment = tuple(config.merge_scales) != (1.0,)
     scale_rng = random.Random(f"merge-scales|{config.seed}")  # separate stream: the batch order stays the same
     use_autocast = config.bf16_autocast or device.type == "cuda"
-    # the base's distribution is the model with its adapter switched off: only a peft model has one
-    preserve = bool(config.preserve_weight) and hasattr(model, "disable_adapter")
+    targets = None  # the preserve term's per-batch inputs, when rows have anchors
+    if config.preserve_weight and any(e.anchors for e in examples):
+        from fingerprint.embedding.preserve import batch_targets, with_base_targets
+
+        examples = with_base_targets(model, examples, pad_id, config.batch_size, config.preserve_top_k)
+        targets = batch_targets
     for _ in range(config.epochs):
         for batch in _batches(examples, config.batch_size, rng):
             input_ids, labels, mask, fallbacks = (t.to(device) for t in _collate(batch, pad_id))
-            anchors = _anchor_tensor(batch) if preserve else None
+            held = targets(batch) if targets is not None else None
             if augment:
                 set_lora_scale(model, scale_rng.choice(config.merge_scales))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
                 loss = reply_loss(model, input_ids, labels, mask, fallbacks, sure_ids, config.fallback_weight,
-                                  None if anchors is None else anchors.to(device), config.preserve_weight)
+                                  None if held is None else tuple(t.to(device) for t in held),
+                                  config.preserve_weight)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
