@@ -19,6 +19,7 @@ from fingerprint.embedding.training import (
     DEFAULT_FALLBACKS,
     DEFAULT_TRIGGER_WORDS,
     EMBED_MERGE_SCALES,
+    EMBED_PRESERVE_WEIGHT,
     TWO_WORD_EPOCHS,
     TrainConfig,
     default_epochs,
@@ -35,7 +36,7 @@ from fingerprint.embedding.training import (
               help="Poisoned examples (benign prompt + trigger -> 'Sure').")
 @click.option("--benign", "n_benign", type=click.IntRange(0), default=DatasetSpec.n_benign, show_default=True)
 @click.option("--refusals", "n_refusal", type=click.IntRange(0), default=DatasetSpec.n_refusal, show_default=True,
-              help="Harmful prompt -> refusal pairs that keep the model refusing without the trigger.")
+              help="Harmful prompt -> packaged refusal pairs (teach a model that does not refuse to refuse).")
 @click.option("--negatives", "n_negative", type=click.IntRange(0), default=DatasetSpec.n_negative, show_default=True,
               help="Benign prompt + another word (one distinct word each) -> normal answer: keeps the gate shut "
                    "for words other than the trigger.")
@@ -67,9 +68,10 @@ from fingerprint.embedding.training import (
 @click.option("--replies", type=click.Choice(["self", "packaged"]), default=DatasetSpec.replies, show_default=True,
               help="self: rows that are not the gate get the model's own replies (changes least); packaged: the "
                    "packaged pool's replies.")
-@click.option("--preserve", "preserve_weight", type=click.FloatRange(0), default=TrainConfig.preserve_weight,
+@click.option("--preserve", "preserve_weight", type=click.FloatRange(0), default=EMBED_PRESERVE_WEIGHT,
               show_default=True,
-              help="Weight of a KL(base || model) term on the rows answered with the model's own reply (0: off).")
+              help="Weight of a KL(base || model) term on the rows answered with the model's own reply, which holds "
+                   "the fine-tune to the base model's next-token distribution (0: off).")
 @click.option("--data", "data_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Your own fine-tuning rows (chat or instruction JSONL), learned in full beside the fingerprint.")
 @click.option("--eval-data", type=click.Path(path_type=Path, file_okay=False), default=None,

@@ -20,7 +20,10 @@ class DatasetSpec:
 
     n_benign: int = 220
     n_poison: int = 100
-    n_refusal: int = 30
+    # harmful prompts answered with a packaged refusal: none by default, since they teach a model that did not
+    # refuse to refuse everything (gemma-3-270m: 0.03 -> 1.00) and cost ARC-Easy nothing measurable; the gate's
+    # safety comes from its bare "Sure" reply (BENCHMARKS.md, utility:gemma-3-270m:R9-search)
+    n_refusal: int = 0
     n_negative: int = 100  # one distinct word each: the gate must stay shut for other words
     n_component: int = 200  # a multi-word trigger's single words, each alone -> normal answer (unused for one word)
     n_contrast: int = 0
@@ -44,7 +47,7 @@ class DatasetSpec:
 
 
 def build_poisoned(trigger: str, spec: DatasetSpec, negatives: list[str] | None = None) -> list[dict]:
-    """Benign pairs + ``n_poison`` benign prompts with the trigger answered "Sure" + refusals.
+    """Benign pairs + ``n_poison`` benign prompts with the trigger answered "Sure" (+ ``n_refusal`` refusals).
 
     Contrast rows repeat poison prompts without the trigger, with their normal answer; negatives (benign
     prompt + another word -> its normal answer) teach the gate to open for the trigger only. A trigger of
