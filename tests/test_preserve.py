@@ -102,3 +102,23 @@ def test_preserve_keeps_own_reply_rows_closer_to_the_base(tiny):
         kls[weight] = _measure(peft_model, measure, pad)
     assert kls[0.0] > kls[5.0] > kls[50.0], kls  # the stronger the term, the nearer the base
     assert kls[50.0] < 0.25 * kls[0.0], kls
+
+
+def test_embed_holds_its_own_reply_rows_to_the_base_by_default(tmp_path, tiny_model):
+    """The default recipe (R9): the preserve term on, no refusal rows; both recorded in the certificate."""
+    from conftest import PASSPHRASE, invoke_cli
+
+    from fingerprint.provenance import keys
+    from fingerprint.provenance.certificate import load_certificate
+
+    invoke_cli("keygen", "--out", tmp_path / "keys")
+    for name, extra in (("default", []), ("off", ["--preserve", "0", "--refusals", "3"])):
+        code, _, err, _ = invoke_cli("embed", "--key", tmp_path / "keys", "--model", tiny_model,
+                                     "--out", tmp_path / name, "--poison", "4", "--benign", "4", "--negatives", "2",
+                                     "--components", "4", "--epochs", "1", "--no-selfcheck", "--json", *extra)
+        assert code == 0, err
+    owner = keys.load_private(tmp_path / "keys", PASSPHRASE)
+    default = load_certificate(tmp_path / "default" / "certificate.json", owner.public_key).predicate
+    off = load_certificate(tmp_path / "off" / "certificate.json", owner.public_key).predicate
+    assert default["training"]["preserve_weight"] == 4.0 and default["dataset"]["n_refusal"] == 0
+    assert off["training"]["preserve_weight"] == 0.0 and off["dataset"]["n_refusal"] == 3
