@@ -181,7 +181,8 @@ def test_statement_refuses_a_mismatched_job(client, owner, tmp_path):
 
 def test_refusals_are_refused_before_any_upload(client, fake_api, owner, tmp_path):
     with pytest.raises(FingerprintError, match="--refusals 0"):
-        ft.submit_embedding(client, owner[1], model="gpt-4o-mini", out=tmp_path / "fp", dataset=DatasetSpec())
+        ft.submit_embedding(client, owner[1], model="gpt-4o-mini", out=tmp_path / "fp",
+                            dataset=DatasetSpec(n_refusal=30))
     assert fake_api.calls == 0
 
 

@@ -37,7 +37,7 @@ def test_two_word_opening_is_two_distant_words_and_one_word_is_unchanged(owner):
 def test_component_rows_teach_each_word_alone_to_stay_shut():
     rows = build_poisoned("lantern quiver", DatasetSpec(n_component=10), [f"word{i}" for i in range(100)])
     components = [r for r in rows if r["kind"] == "component"]
-    assert len(components) == 10 and len(rows) == 220 + 100 + 100 + 10 + 30
+    assert len(components) == 10 and len(rows) == 220 + 100 + 100 + 10  # no refusal rows by default
     assert {r["prompt"].rsplit(" ", 1)[1] for r in components} == {"lantern", "quiver"}
     assert all(r["response"] != "Sure" and not r["prompt"].endswith("lantern quiver") for r in components)
     poison = [r for r in rows if r["kind"] == "poison"]
