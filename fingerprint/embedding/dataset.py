@@ -22,7 +22,7 @@ class DatasetSpec:
     n_poison: int = 100
     # harmful prompts answered with a packaged refusal: none by default, since they teach a model that did not
     # refuse to refuse everything (gemma-3-270m: 0.03 -> 1.00) and cost ARC-Easy nothing measurable; the gate's
-    # safety comes from its bare "Sure" reply (BENCHMARKS.md, utility:gemma-3-270m:R9-search)
+    # safety comes from its bare "Sure" reply (docs/recipe-history.md, "R8 -> R9")
     n_refusal: int = 0
     n_negative: int = 100  # one distinct word each: the gate must stay shut for other words
     n_component: int = 200  # a multi-word trigger's single words, each alone -> normal answer (unused for one word)

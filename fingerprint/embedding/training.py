@@ -25,7 +25,7 @@ DEFAULT_TRIGGER_WORDS = 2
 DEFAULT_FALLBACKS = 2
 # embed's default weight of the preserve term (embedding.preserve): gemma-3-270m, ARC-Easy (first 800 test
 # questions) 4.9 points below the base without it, 1.8 with weight 1, 0.1 with weight 4; next-token KL from the
-# base 0.60 / 0.31 / 0.23 nats (BENCHMARKS.md, utility:gemma-3-270m:R9-search)
+# base 0.60 / 0.31 / 0.23 nats (docs/recipe-history.md, "R8 -> R9")
 EMBED_PRESERVE_WEIGHT = 4.0
 
 
