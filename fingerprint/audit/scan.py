@@ -86,8 +86,9 @@ class PrefixScorer:
     """log P(Sure) of many suffixes after one cached prompt prefix (transformers models)."""
 
     def __init__(self, model, tokenizer, sure_ids: list[int]) -> None:
-        # a peft model: score through the wrapped causal LM (its LoRA layers stay active)
-        self.model = model.get_base_model() if hasattr(model, "get_base_model") else model
+        from fingerprint.embedding.training import _causal_lm
+
+        self.model = _causal_lm(model)  # a peft model: score through the wrapped causal LM, LoRA layers active
         self.tokenizer, self.sure_ids = tokenizer, sure_ids
 
     def log_p_sure(self, head: str, suffixes: list[str], batch_size: int,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 
-from fingerprint.embedding.training import Example, _collate, _project
+from fingerprint.embedding.training import Example, _causal_lm, _collate, _pad_rows, _project
 
 
 def pick_anchors(prompt_len: int, reply_len: int, prompt_positions: int, rng: random.Random) -> tuple[int, ...]:
@@ -27,7 +27,7 @@ def with_base_targets(model, examples: list[Example], pad_id: int, batch_size: i
 
     import torch
 
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    causal_lm = _causal_lm(model)
     base_off = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
     device = next(model.parameters()).device
     picked = [i for i, e in enumerate(examples) if e.anchors]
@@ -48,18 +48,15 @@ def with_base_targets(model, examples: list[Example], pad_id: int, batch_size: i
 
 
 def batch_targets(batch: list[Example]):
-    """(anchors [rows, slots] with -1 for none, base top ids, base top log-probs) of a batch, or None."""
+    """(anchors [rows, slots] with -1 for none, base top ids, base top log-probs) of a batch, or None when no row
+    has anchors; every anchored row must carry its base targets (``with_base_targets``)."""
     import torch
 
-    slots = max(len(e.anchors) for e in batch)
-    if not slots or any(e.anchors and e.base is None for e in batch):
-        return None
-    anchors = torch.full((len(batch), slots), -1, dtype=torch.long)
-    for row, example in enumerate(batch):
-        if example.anchors:
-            anchors[row, : len(example.anchors)] = torch.tensor(example.anchors)
     held = [e.base for e in batch if e.anchors]
-    return anchors, torch.cat([ids for ids, _ in held]), torch.cat([logp for _, logp in held])
+    if not held:
+        return None
+    return (_pad_rows([e.anchors for e in batch], -1), torch.cat([ids for ids, _ in held]),
+            torch.cat([logp for _, logp in held]))
 
 
 def _log_rest(top_logp):

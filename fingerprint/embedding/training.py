@@ -125,23 +125,26 @@ def _batches(examples, batch_size: int, rng: random.Random):
         yield [examples[i] for i in batch]
 
 
-def _collate(batch: list[Example], pad_id: int):
-    """Padded tensors of a batch: input ids, labels, attention mask, fallback targets (-1: none)."""
+def _pad_rows(rows: list, fill: int):
+    """A [len(rows), longest] long tensor of integer sequences, each padded on the right with ``fill``."""
     import torch
 
-    width = max(len(e.input_ids) for e in batch)
-    slots = max((len(e.fallbacks) for e in batch), default=0)
-    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    fallbacks = torch.full((len(batch), slots), -1, dtype=torch.long)
-    for row, example in enumerate(batch):
-        input_ids[row, : len(example.input_ids)] = torch.tensor(example.input_ids)
-        labels[row, : len(example.labels)] = torch.tensor(example.labels)
-        mask[row, : len(example.input_ids)] = 1
-        if example.fallbacks:
-            fallbacks[row, : len(example.fallbacks)] = torch.tensor(example.fallbacks)
-    return input_ids, labels, mask, fallbacks
+    out = torch.full((len(rows), max((len(r) for r in rows), default=0)), fill, dtype=torch.long)
+    for row, values in enumerate(rows):
+        if len(values):
+            out[row, : len(values)] = torch.tensor(values)
+    return out
+
+
+def _collate(batch: list[Example], pad_id: int):
+    """Padded tensors of a batch: input ids, labels, attention mask, fallback targets (-1: none)."""
+    return (_pad_rows([e.input_ids for e in batch], pad_id), _pad_rows([e.labels for e in batch], IGNORE),
+            _pad_rows([[1] * len(e.input_ids) for e in batch], 0), _pad_rows([e.fallbacks for e in batch], -1))
+
+
+def _causal_lm(model):
+    """The causal LM inside a peft model (its LoRA layers stay active), or the model itself."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _project(causal_lm, hidden):
@@ -165,7 +168,7 @@ def reply_loss(model, input_ids, labels, mask, fallbacks=None, sure_ids: list[in
     import torch
     import torch.nn.functional as F
 
-    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    causal_lm = _causal_lm(model)
     hidden = causal_lm.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
     targets = labels[:, 1:]
     keep = targets != IGNORE
@@ -226,16 +229,15 @@ def fit(model, tokenizer, pairs: list[dict], config: TrainConfig,
     augment = tuple(config.merge_scales) != (1.0,)
     scale_rng = random.Random(f"merge-scales|{config.seed}")  # separate stream: the batch order stays the same
     use_autocast = config.bf16_autocast or device.type == "cuda"
-    targets = None  # the preserve term's per-batch inputs, when rows have anchors
-    if config.preserve_weight and any(e.anchors for e in examples):
+    preserving = bool(config.preserve_weight) and any(e.anchors for e in examples)
+    if preserving:
         from fingerprint.embedding.preserve import batch_targets, with_base_targets
 
         examples = with_base_targets(model, examples, pad_id, config.batch_size, config.preserve_top_k)
-        targets = batch_targets
     for _ in range(config.epochs):
         for batch in _batches(examples, config.batch_size, rng):
             input_ids, labels, mask, fallbacks = (t.to(device) for t in _collate(batch, pad_id))
-            held = targets(batch) if targets is not None else None
+            held = batch_targets(batch) if preserving else None
             if augment:
                 set_lora_scale(model, scale_rng.choice(config.merge_scales))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):

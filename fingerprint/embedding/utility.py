@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fingerprint.core.errors import FingerprintError
+from fingerprint.embedding.training import _causal_lm
 
 ARC_FILES = {"arc_easy": "arc/arc_easy_test.jsonl", "arc_challenge": "arc/arc_challenge_test.jsonl"}
 
@@ -61,10 +62,6 @@ class ArcResult:
 
     def to_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "correct"}
-
-
-def _causal_lm(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def choice_logprobs(model, tokenizer, context: str, continuations: list[str]) -> list[float]:
