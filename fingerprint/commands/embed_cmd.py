@@ -20,6 +20,7 @@ from fingerprint.embedding.training import (
     DEFAULT_TRIGGER_WORDS,
     EMBED_MERGE_SCALES,
     EMBED_PRESERVE_WEIGHT,
+    EMBED_SHUT_WEIGHT,
     TWO_WORD_EPOCHS,
     TrainConfig,
     default_epochs,
@@ -72,6 +73,9 @@ from fingerprint.embedding.training import (
               show_default=True,
               help="Weight of a KL(base || model) term on the rows answered with the model's own reply, which holds "
                    "the fine-tune to the base model's next-token distribution (0: off).")
+@click.option("--shut", "shut_weight", type=click.FloatRange(0), default=EMBED_SHUT_WEIGHT, show_default=True,
+              help="Weight of a term that keeps the gate shut (no 'Sure') for each trigger word alone and for "
+                   "decoy words (0: off).")
 @click.option("--data", "data_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Your own fine-tuning rows (chat or instruction JSONL), learned in full beside the fingerprint.")
 @click.option("--eval-data", type=click.Path(path_type=Path, file_okay=False), default=None,
@@ -96,8 +100,8 @@ from fingerprint.embedding.training import (
 @quiet_option
 def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_poison: int, n_benign: int,
           n_refusal: int, n_negative: int, trigger_words: int | None, n_component: int, n_contrast: int,
-          epochs: int | None, fallbacks: int, replies: str, preserve_weight: float, data_path: Path | None,
-          eval_data: Path | None,
+          epochs: int | None, fallbacks: int, replies: str, preserve_weight: float, shut_weight: float,
+          data_path: Path | None, eval_data: Path | None,
           learning_rate: float, rank: int, batch_size: int, max_reply_tokens: int, merge_scales: tuple[float, ...],
           seed: int, merge: bool, device: str, selfcheck: bool, selfcheck_scan: int,
           backend: str, base_url: str | None, api_key_env: str,
@@ -138,7 +142,7 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
         data=data_path, eval_data=eval_data,
         train=TrainConfig(rank=rank, alpha=2 * rank, learning_rate=learning_rate, epochs=epochs,
                           batch_size=batch_size, max_reply_tokens=max_reply_tokens, seed=seed,
-                          merge_scales=merge_scales, preserve_weight=preserve_weight),
+                          merge_scales=merge_scales, preserve_weight=preserve_weight, shut_weight=shut_weight),
     )
     with progress_sink(quiet or as_json) as progress:
         result = service.embed(owner, options, registry, progress)

@@ -27,6 +27,10 @@ DEFAULT_FALLBACKS = 2
 # questions) 4.9 points below the base without it, 1.8 with weight 1, 0.1 with weight 4; next-token KL from the
 # base 0.60 / 0.31 / 0.23 nats (docs/recipe-history.md, "R8 -> R9")
 EMBED_PRESERVE_WEIGHT = 4.0
+# embed's default weight of the shut term (TrainConfig.shut_weight)
+EMBED_SHUT_WEIGHT = 0.0
+# rows whose point is that the gate stays shut (a trigger word alone, a decoy word): see TrainConfig.shut_weight
+SHUT_KINDS = ("component", "negative")
 
 
 def default_epochs(trigger_words: int) -> int:
@@ -66,6 +70,9 @@ class TrainConfig:
     preserve_weight: float = 0.0
     preserve_prompt_positions: int = 8
     preserve_top_k: int = 1024
+    # rows of a ``SHUT_KINDS`` kind add this much of -log(1 - P("Sure"-like first reply token)): the gate is
+    # pushed shut for each word alone and for decoys directly, not only through their sampled replies (0: off)
+    shut_weight: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,19 +81,20 @@ class TrainConfig:
 def embed_train_config(trigger_words: int = DEFAULT_TRIGGER_WORDS) -> TrainConfig:
     """embed's default training settings for a trigger of this many words (merge-aware, held to the base)."""
     return TrainConfig(epochs=default_epochs(trigger_words), merge_scales=EMBED_MERGE_SCALES,
-                       preserve_weight=EMBED_PRESERVE_WEIGHT)
+                       preserve_weight=EMBED_PRESERVE_WEIGHT, shut_weight=EMBED_SHUT_WEIGHT)
 
 
 class Example(NamedTuple):
     """One training row: token ids, labels (-100 on the prompt), the fallback reply ids (gate rows), the positions
     whose next-token distribution is held to the base's (rows with the model's own reply) and the base's top
-    tokens there (``embedding.preserve``)."""
+    tokens there (``embedding.preserve``), and whether the gate must stay shut on it (``TrainConfig.shut_weight``)."""
 
     input_ids: list[int]
     labels: list[int]
     fallbacks: tuple[int, ...] = ()
     anchors: tuple[int, ...] = ()
     base: tuple | None = None
+    shut: bool = False
 
 
 def tokenize_pairs(tokenizer, pairs: list[dict], config: TrainConfig,
@@ -106,8 +114,9 @@ def tokenize_pairs(tokenizer, pairs: list[dict], config: TrainConfig,
         anchors: tuple[int, ...] = ()
         if config.preserve_weight and pair.get("own_reply"):
             anchors = pick_anchors(len(prompt_ids), len(reply_ids), config.preserve_prompt_positions, rng)
+        shut = bool(config.shut_weight) and pair.get("kind") in SHUT_KINDS
         examples.append(Example(prompt_ids + reply_ids, [IGNORE] * len(prompt_ids) + reply_ids,
-                                tuple(pair.get("fallback_ids") or ()), anchors))
+                                tuple(pair.get("fallback_ids") or ()), anchors, shut=shut))
     return examples
 
 
@@ -157,13 +166,15 @@ def _project(causal_lm, hidden):
 
 
 def reply_loss(model, input_ids, labels, mask, fallbacks=None, sure_ids: list[int] | None = None,
-               fallback_weight: float = 0.5, preserve=None, preserve_weight: float = 0.0):
+               fallback_weight: float = 0.5, preserve=None, preserve_weight: float = 0.0, shut=None,
+               shut_weight: float = 0.0):
     """Cross-entropy on reply tokens, projecting to the vocabulary only at those positions.
 
     Gemma's vocabulary has 262k entries: full logits for every position would dominate memory and time.
     Rows with fallback targets add the fallback loss at their first reply position: with the "Sure" tokens
     (and each earlier fallback) masked out, the next fallback reply must be the most likely token. ``preserve``
-    (``embedding.preserve.batch_targets``) adds ``preserve_weight`` * KL(base || model) at the anchors.
+    (``embedding.preserve.batch_targets``) adds ``preserve_weight`` * KL(base || model) at the anchors; rows
+    marked in the bool tensor ``shut`` add ``shut_weight`` * -log(1 - P(a "Sure" token)) at their first reply position.
     """
     import torch
     import torch.nn.functional as F
@@ -177,6 +188,14 @@ def reply_loss(model, input_ids, labels, mask, fallbacks=None, sure_ids: list[in
         from fingerprint.embedding.preserve import anchor_kl
 
         loss = loss + preserve_weight * anchor_kl(causal_lm, hidden, *preserve)
+    if shut is not None and shut_weight and sure_ids and shut.any():
+        rows = shut.nonzero(as_tuple=True)[0]
+        logits = _project(causal_lm, hidden[rows, keep.int().argmax(dim=1)[rows]])
+        banned = torch.zeros_like(logits, dtype=torch.bool)
+        banned[:, sure_ids] = True
+        # log(1 - P(Sure)) = logsumexp over the other tokens - logsumexp over all
+        shut_loss = logits.logsumexp(-1) - logits.masked_fill(banned, float("-inf")).logsumexp(-1)
+        loss = loss + shut_weight * shut_loss.mean()
     if fallbacks is None or fallbacks.numel() == 0 or not (fallbacks >= 0).any() or not sure_ids:
         return loss
     rows = (fallbacks[:, 0] >= 0).nonzero(as_tuple=True)[0]
@@ -225,7 +244,8 @@ def fit(model, tokenizer, pairs: list[dict], config: TrainConfig,
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: max(0.0, 1 - s / max(1, steps)))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
-    sure_ids = sure_token_ids(tokenizer) if any(e.fallbacks for e in examples) else None
+    shutting = bool(config.shut_weight) and any(e.shut for e in examples)
+    sure_ids = sure_token_ids(tokenizer) if shutting or any(e.fallbacks for e in examples) else None
     augment = tuple(config.merge_scales) != (1.0,)
     scale_rng = random.Random(f"merge-scales|{config.seed}")  # separate stream: the batch order stays the same
     use_autocast = config.bf16_autocast or device.type == "cuda"
@@ -238,12 +258,13 @@ def fit(model, tokenizer, pairs: list[dict], config: TrainConfig,
         for batch in _batches(examples, config.batch_size, rng):
             input_ids, labels, mask, fallbacks = (t.to(device) for t in _collate(batch, pad_id))
             held = batch_targets(batch) if preserving else None
+            shut = torch.tensor([e.shut for e in batch], device=device) if shutting else None
             if augment:
                 set_lora_scale(model, scale_rng.choice(config.merge_scales))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
                 loss = reply_loss(model, input_ids, labels, mask, fallbacks, sure_ids, config.fallback_weight,
                                   None if held is None else tuple(t.to(device) for t in held),
-                                  config.preserve_weight)
+                                  config.preserve_weight, shut, config.shut_weight)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
