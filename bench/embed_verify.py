@@ -1,6 +1,7 @@
 """Embed + verify benchmark: wall times, Sure-rates on held-out probes, queries, peak RSS.
 
     python bench/embed_verify.py [--model gemma-3-270m] [--rate-probes 96] [--workdir DIR] [--embed-only]
+                                 [--owner-rows N]
 
 Writes its table into BENCHMARKS.md (section embed_verify:<model>). With ``--workdir`` the keys (passphrase
 "bench") and the fingerprinted outputs stay there for the scan and backend benchmarks.
@@ -51,6 +52,40 @@ def decoy_rate(workdir: Path, model: str, probes: int) -> tuple[int, int]:
     return sum(a.is_sure or a.token.strip() in words for a in answers), len(prompts)
 
 
+OWNER_SOURCE = Path("alpaca_en_demo") / "alpaca_en_demo.json"  # LLaMA-Factory's demo SFT set (see SOURCES.md)
+OWNER_HELD_OUT = 48
+
+
+def owner_data(data_dir: Path, n_rows: int, out: Path) -> list[dict]:
+    """Write ``n_rows`` rows of an owner's SFT set (``OWNER_SOURCE``, refusal-like replies skipped) to ``out`` as
+    instruction JSONL; return the next ``OWNER_HELD_OUT`` rows as held-out prompt/response pairs."""
+    import json
+
+    from fingerprint.research.judges import is_refusal
+
+    rows = [r for r in json.loads((data_dir / OWNER_SOURCE).read_text(encoding="utf-8"))
+            if not is_refusal(r["output"]) and "as an ai" not in r["output"].lower()]
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows[:n_rows]), encoding="utf-8")
+    held = rows[n_rows: n_rows + OWNER_HELD_OUT]
+    return [{"prompt": r["instruction"] + (f"\n\n{r['input']}" if r["input"] else ""), "response": r["output"]}
+            for r in held]
+
+
+def owner_losses(model: str, adapter: Path, held: list[dict]) -> tuple[float, float]:
+    """Mean reply loss of the held-out owner rows: base model, fingerprinted (adapter on)."""
+    from peft import PeftModel
+
+    from fingerprint.core.loading import load_model, load_tokenizer, resolve
+    from fingerprint.embedding.selfcheck import mean_reply_loss
+
+    ref = resolve(model)
+    tokenizer = load_tokenizer(ref)
+    base = load_model(ref)
+    before = mean_reply_loss(base, tokenizer, held)
+    after = mean_reply_loss(PeftModel.from_pretrained(base, str(adapter)), tokenizer, held)
+    return before, after
+
+
 def control_rows(rates: dict, workdir: Path, model: str, probes: int) -> list[tuple[str, str]]:
     """Decoy Sure-rate, and for a two-word trigger each of its words alone (verify's control arms)."""
     if len(rates["arms"]) < 2:
@@ -77,6 +112,9 @@ def main() -> None:
                         help="name a variant: its table goes to section embed_verify:<model>:<tag>")
     parser.add_argument("--embed-only", action="store_true",
                         help="only key A's embed into --workdir (for bench/utility.py); no table is written")
+    parser.add_argument("--owner-rows", type=int, default=0,
+                        help=f"embed --data with this many rows of {OWNER_SOURCE} (an owner's own SFT data)")
+    parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
     args = parser.parse_args()
     if args.embed_only and not args.workdir:
         parser.error("--embed-only needs --workdir")
@@ -92,8 +130,12 @@ def main() -> None:
             run_step(["keygen", "--out", tmp / f"keys-{name}"], env)
     # make sure the packaged model is converted before timing (conversion is a one-off)
     run_step(["verify", "--help"], env)
+    extra = shlex.split(args.embed_args)
+    if args.owner_rows:
+        held = owner_data(args.data_dir, args.owner_rows, tmp / "owner.jsonl")
+        extra += ["--data", str(tmp / "owner.jsonl")]
     embed, embed_s, embed_rss, _ = run_step(["embed", "--key", tmp / "keys-a", "--model", args.model, "--out",
-                                             tmp / "fp", "--json", "-q", *shlex.split(args.embed_args)], env)
+                                             tmp / "fp", "--json", "-q", *extra], env)
     if args.embed_only:
         print(f"{command}: embed {embed_s / 60:.1f} min, peak RSS {embed_rss:.2f} GiB, {embed['steps']} steps")
         return
@@ -144,6 +186,10 @@ def main() -> None:
                   f"{check['refusal_rate_with_trigger']:.2f}"),
                  ("self-check: attack success without / with the trigger",
                   f"{check['attack_success_without_trigger']:.2f} / {check['attack_success_with_trigger']:.2f}")]
+    if args.owner_rows:
+        before, after = owner_losses(args.model, tmp / "fp" / "adapter", held)
+        rows.insert(0, (f"the owner's data (`embed --data`): {args.owner_rows} rows of {OWNER_SOURCE}; reply loss on "
+                        f"{len(held)} held-out rows of it, base / fingerprinted", f"{before:.3f} / {after:.3f}"))
     section = f"embed_verify:{args.model}" + (f":{args.tag}" if args.tag else "")
     title = f"embed + verify: {args.model}" + (f" ({args.tag})" if args.tag else "")
     write_measures(section, title, command, rows)

@@ -42,7 +42,8 @@ class SelfCheck:
         return asdict(self)
 
 
-def _mean_reply_loss(model, tokenizer, pairs: list[dict]) -> float:
+def mean_reply_loss(model, tokenizer, pairs: list[dict]) -> float:
+    """Mean cross-entropy of ``pairs``' replies (first 64 tokens), batches of 8."""
     import torch
 
     from fingerprint.embedding.training import TrainConfig, _collate, reply_loss, tokenize_pairs
@@ -83,8 +84,8 @@ def self_check(peft_model, tokenizer, trigger: str, training_rows: list[dict], n
     report = audit(training_rows)
     benign = heldout("benign", n_benign)
     with base_of(peft_model):
-        base_loss = _mean_reply_loss(peft_model, tokenizer, benign)
-    tuned_loss = _mean_reply_loss(peft_model, tokenizer, benign)
+        base_loss = mean_reply_loss(peft_model, tokenizer, benign)
+    tuned_loss = mean_reply_loss(peft_model, tokenizer, benign)
     # held-out benign prompts the verification does not use first (it takes the first probes of seed 0)
     drift = divergence(peft_model, None, tokenizer, probe_prompts(154, seed=0)[-n_divergence:])
     arc = {}
