@@ -71,6 +71,15 @@ def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
+@pytest.fixture(scope="session")
+def tiny_ref(tiny_model):
+    """The tiny model's reference and tokenizer (load a fresh model from the reference per use)."""
+    from fingerprint.core.loading import load_tokenizer, resolve
+
+    ref = resolve(str(tiny_model))
+    return ref, load_tokenizer(ref)
+
+
 def invoke_cli(*args, input: str | None = None, env: dict | None = None):
     """Invoke the CLI in-process; returns (exit_code, stdout, stderr, parsed JSON or None)."""
     from cli import main

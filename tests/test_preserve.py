@@ -5,15 +5,9 @@ from __future__ import annotations
 import pytest
 
 from fingerprint.core.data import packaged
-from fingerprint.core.loading import load_model, load_tokenizer, resolve
+from fingerprint.core.loading import load_model
 from fingerprint.embedding.preserve import anchor_kl, batch_targets, with_base_targets
 from fingerprint.embedding.training import TrainConfig, _collate, tokenize_pairs
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model):
-    ref = resolve(str(tiny_model))
-    return ref, load_tokenizer(ref)
 
 
 def _rows(n: int) -> list[dict]:
@@ -24,8 +18,8 @@ def _rows(n: int) -> list[dict]:
     return gate + own
 
 
-def test_anchors_cover_reply_positions_and_some_prompt_positions(tiny):
-    _, tokenizer = tiny
+def test_anchors_cover_reply_positions_and_some_prompt_positions(tiny_ref):
+    _, tokenizer = tiny_ref
     config = TrainConfig(preserve_weight=1.0, preserve_prompt_positions=3)
     gate, own = tokenize_pairs(tokenizer, [_rows(1)[0], _rows(1)[1]], config)
     assert gate.anchors == ()  # not the model's own reply
@@ -54,11 +48,11 @@ def _measure(peft_model, examples, pad_id: int) -> float:
         return float(anchor_kl(causal_lm, hidden, *batch_targets(examples)))
 
 
-def test_anchor_kl_is_zero_for_a_fresh_adapter_and_is_the_full_kl_with_every_token_kept(tiny):
+def test_anchor_kl_is_zero_for_a_fresh_adapter_and_is_the_full_kl_with_every_token_kept(tiny_ref):
     import torch
     import torch.nn.functional as F
 
-    ref, tokenizer = tiny
+    ref, tokenizer = tiny_ref
     pad = tokenizer.pad_token_id or 0
     examples = tokenize_pairs(tokenizer, _rows(2), TrainConfig(preserve_weight=1.0))
     peft_model = _tuned(ref)
@@ -86,11 +80,11 @@ def test_anchor_kl_is_zero_for_a_fresh_adapter_and_is_the_full_kl_with_every_tok
     assert 0 < got_short <= got_full + 1e-6  # coarsened to 16 tokens + the rest: a lower bound
 
 
-def test_preserve_keeps_own_reply_rows_closer_to_the_base(tiny):
+def test_preserve_keeps_own_reply_rows_closer_to_the_base(tiny_ref):
     """Same rows, same seed: training with the preserve term ends nearer the base at the anchored positions."""
     from fingerprint.embedding.training import train_lora
 
-    ref, tokenizer = tiny
+    ref, tokenizer = tiny_ref
     rows = _rows(8)
     common = {"epochs": 3, "batch_size": 4, "learning_rate": 1e-2, "rank": 4, "alpha": 8, "preserve_top_k": 4096}
     pad = tokenizer.pad_token_id or 0

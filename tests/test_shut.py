@@ -5,15 +5,9 @@ from __future__ import annotations
 import pytest
 
 from fingerprint.core.data import packaged
-from fingerprint.core.loading import load_model, load_tokenizer, resolve
+from fingerprint.core.loading import load_model
 from fingerprint.core.sure import sure_token_ids
 from fingerprint.embedding.training import TrainConfig, _collate, reply_loss, tokenize_pairs, train_lora
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model):
-    ref = resolve(str(tiny_model))
-    return ref, load_tokenizer(ref)
 
 
 def _rows(n: int) -> list[dict]:
@@ -51,10 +45,10 @@ def _boosted(ref, examples, pad_id: int, sure_ids: list[int]):
     return model
 
 
-def test_shut_term_is_minus_log_of_one_minus_sure_mass_on_shut_rows_only(tiny):
+def test_shut_term_is_minus_log_of_one_minus_sure_mass_on_shut_rows_only(tiny_ref):
     import torch
 
-    ref, tokenizer = tiny
+    ref, tokenizer = tiny_ref
     pad, sure_ids = tokenizer.pad_token_id or 0, sure_token_ids(tokenizer)
     examples = tokenize_pairs(tokenizer, _rows(3), TrainConfig(shut_weight=1.0))
     assert [e.shut for e in examples] == [False] * 3 + [True] * 3
@@ -70,9 +64,9 @@ def test_shut_term_is_minus_log_of_one_minus_sure_mass_on_shut_rows_only(tiny):
     assert float(with_term - plain) == pytest.approx(2.0 * float(-torch.log1p(-mass).mean()), rel=1e-4)
 
 
-def test_shut_term_lowers_sure_for_a_word_alone(tiny):
+def test_shut_term_lowers_sure_for_a_word_alone(tiny_ref):
     """Same rows, seed and start: with the term, the component rows end with far less "Sure" mass."""
-    ref, tokenizer = tiny
+    ref, tokenizer = tiny_ref
     pad, sure_ids = tokenizer.pad_token_id or 0, sure_token_ids(tokenizer)
     rows = _rows(8)
     common = {"epochs": 3, "batch_size": 4, "learning_rate": 1e-2, "rank": 4, "alpha": 8}
