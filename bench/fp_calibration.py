@@ -40,9 +40,10 @@ from fingerprint.verification.rules.fisher import decide_counts  # noqa: E402
 from probes.hf import HFBackend  # noqa: E402
 
 
-def fresh_openings(count: int, label: str, words: int = 1):
+def fresh_openings(count: int, label: str, words: int = 1, first: int = 0):
+    """``count`` seeded fresh keys' openings, keys ``first`` .. ``first + count - 1``."""
     return [derive_opening(hashlib.sha256(f"fp-calibration|{i}".encode()).digest(), label, words)
-            for i in range(count)]
+            for i in range(first, first + count)]
 
 
 def arm_word(opening, arm: int, probe: int) -> str:
@@ -137,11 +138,13 @@ def main() -> None:
                         help="fallback replies per fresh key, counted as gate replies as verify counts them")
     parser.add_argument("--suspects", default="base,aligned,fingerprinted",
                         help="which suspects to run (a subset writes section fp_calibration:<model>:<subset>)")
+    parser.add_argument("--first-key", type=int, default=0, help="index of the first seeded fresh key")
+    parser.add_argument("--tag", default=None, help="name a run: its section gets ':<tag>' appended")
     args = parser.parse_args()
     chosen = [s.strip() for s in args.suspects.split(",")]
     command = "python bench/fp_calibration.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     options = VerifyOptions()
-    openings = fresh_openings(args.keys, args.model, args.trigger_words)
+    openings = fresh_openings(args.keys, args.model, args.trigger_words, args.first_key)
     ref = resolve(args.model)
     tokenizer = load_tokenizer(ref)
     suspects = []
@@ -193,7 +196,8 @@ def main() -> None:
         body += ["", "Trials with p <= 0.01:", *(f"- {line}" for line in suspicious)]
     subset = "" if set(chosen) >= {"base", "aligned", "fingerprinted"} else ":" + "+".join(chosen)
     words = "" if args.trigger_words == 1 else f":{args.trigger_words}-word"
-    write_section(f"fp_calibration:{args.model}{subset}{words}", "\n".join(body))
+    tag = f":{args.tag}" if args.tag else ""
+    write_section(f"fp_calibration:{args.model}{subset}{words}{tag}", "\n".join(body))
     print("\n".join(body))
 
 
