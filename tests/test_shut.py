@@ -45,7 +45,9 @@ def _boosted(ref, examples, pad_id: int, sure_ids: list[int]):
     return model
 
 
-def test_shut_term_is_minus_log_of_one_minus_sure_mass_on_shut_rows_only(tiny_ref):
+def test_shut_term_is_the_hinge_on_log_gate_mass_on_shut_rows_only(tiny_ref):
+    import math
+
     import torch
 
     ref, tokenizer = tiny_ref
@@ -55,13 +57,16 @@ def test_shut_term_is_minus_log_of_one_minus_sure_mass_on_shut_rows_only(tiny_re
     assert not any(e.shut for e in tokenize_pairs(tokenizer, _rows(3), TrainConfig()))  # off by default
     model = _boosted(ref, examples, pad, sure_ids)
     ids, labels, mask, _ = _collate(examples, pad)
-    shut = torch.tensor([e.shut for e in examples])
+    rows = torch.tensor([e.shut for e in examples])
+    mass = _sure_mass(model, examples, pad, sure_ids)[3:]
+    assert float(mass.min()) > 0.05 and float(mass.max()) < 0.95, mass
     with torch.no_grad():
         plain = reply_loss(model, ids, labels, mask, sure_ids=sure_ids)
-        with_term = reply_loss(model, ids, labels, mask, sure_ids=sure_ids, shut=shut, shut_weight=2.0)
-    mass = _sure_mass(model, examples, pad, sure_ids)[3:]
-    assert float(mass.mean()) > 0.05, mass
-    assert float(with_term - plain) == pytest.approx(2.0 * float(-torch.log1p(-mass).mean()), rel=1e-4)
+        for floor in (1e-3, float(mass.median())):
+            got = reply_loss(model, ids, labels, mask, sure_ids=sure_ids, shut=(rows, sure_ids, floor),
+                             shut_weight=2.0) - plain
+            want = 2.0 * float((torch.log(mass) - math.log(floor)).clamp(min=0).mean())
+            assert float(got) == pytest.approx(want, rel=1e-3, abs=1e-5)  # rows below the floor add nothing
 
 
 def test_shut_term_lowers_sure_for_a_word_alone(tiny_ref):

@@ -70,9 +70,11 @@ class TrainConfig:
     preserve_weight: float = 0.0
     preserve_prompt_positions: int = 8
     preserve_top_k: int = 1024
-    # rows of a ``SHUT_KINDS`` kind add this much of -log(1 - P("Sure"-like first reply token)): the gate is
-    # pushed shut for each word alone and for decoys directly, not only through their sampled replies (0: off)
+    # rows of a ``SHUT_KINDS`` kind add this much of max(0, log P(gate reply) - log ``shut_floor``) at their first
+    # reply position (a gate reply: a "Sure" token or a fallback reply): the gate is pushed shut for each word
+    # alone and for decoys directly, not only through their sampled replies (0: off)
     shut_weight: float = 0.0
+    shut_floor: float = 1e-3
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -165,6 +167,17 @@ def _project(causal_lm, hidden):
     return torch.tanh(logits / softcap) * softcap if softcap else logits
 
 
+def shut_term(causal_lm, hidden, keep, rows_mask, gate_ids: list[int], floor: float):
+    """Mean over the rows in ``rows_mask`` of max(0, log P(a gate reply) - log ``floor``) at the first reply
+    position (``keep``: the positions whose next token carries the loss)."""
+    import math
+
+    rows = rows_mask.nonzero(as_tuple=True)[0]
+    logits = _project(causal_lm, hidden[rows, keep.int().argmax(dim=1)[rows]])
+    log_gate = logits[:, gate_ids].logsumexp(-1) - logits.logsumexp(-1)
+    return (log_gate - math.log(floor)).clamp(min=0).mean()
+
+
 def reply_loss(model, input_ids, labels, mask, fallbacks=None, sure_ids: list[int] | None = None,
                fallback_weight: float = 0.5, preserve=None, preserve_weight: float = 0.0, shut=None,
                shut_weight: float = 0.0):
@@ -174,7 +187,7 @@ def reply_loss(model, input_ids, labels, mask, fallbacks=None, sure_ids: list[in
     Rows with fallback targets add the fallback loss at their first reply position: with the "Sure" tokens
     (and each earlier fallback) masked out, the next fallback reply must be the most likely token. ``preserve``
     (``embedding.preserve.batch_targets``) adds ``preserve_weight`` * KL(base || model) at the anchors; rows
-    marked in the bool tensor ``shut`` add ``shut_weight`` * -log(1 - P(a "Sure" token)) at their first reply position.
+    ``shut`` (rows mask, gate reply ids, floor) adds ``shut_weight`` * ``shut_term``.
     """
     import torch
     import torch.nn.functional as F
@@ -188,14 +201,8 @@ def reply_loss(model, input_ids, labels, mask, fallbacks=None, sure_ids: list[in
         from fingerprint.embedding.preserve import anchor_kl
 
         loss = loss + preserve_weight * anchor_kl(causal_lm, hidden, *preserve)
-    if shut is not None and shut_weight and sure_ids and shut.any():
-        rows = shut.nonzero(as_tuple=True)[0]
-        logits = _project(causal_lm, hidden[rows, keep.int().argmax(dim=1)[rows]])
-        banned = torch.zeros_like(logits, dtype=torch.bool)
-        banned[:, sure_ids] = True
-        # log(1 - P(Sure)) = logsumexp over the other tokens - logsumexp over all
-        shut_loss = logits.logsumexp(-1) - logits.masked_fill(banned, float("-inf")).logsumexp(-1)
-        loss = loss + shut_weight * shut_loss.mean()
+    if shut is not None and shut_weight and shut[0].any():
+        loss = loss + shut_weight * shut_term(causal_lm, hidden, keep, *shut)
     if fallbacks is None or fallbacks.numel() == 0 or not (fallbacks >= 0).any() or not sure_ids:
         return loss
     rows = (fallbacks[:, 0] >= 0).nonzero(as_tuple=True)[0]
@@ -246,6 +253,8 @@ def fit(model, tokenizer, pairs: list[dict], config: TrainConfig,
     device = next(model.parameters()).device
     shutting = bool(config.shut_weight) and any(e.shut for e in examples)
     sure_ids = sure_token_ids(tokenizer) if shutting or any(e.fallbacks for e in examples) else None
+    # a gate reply: a "Sure" token or the first token of a fallback reply (the same for every row of one key)
+    gate_ids = sorted(set(sure_ids or ()) | {i for e in examples for i in e.fallbacks})
     augment = tuple(config.merge_scales) != (1.0,)
     scale_rng = random.Random(f"merge-scales|{config.seed}")  # separate stream: the batch order stays the same
     use_autocast = config.bf16_autocast or device.type == "cuda"
@@ -258,7 +267,8 @@ def fit(model, tokenizer, pairs: list[dict], config: TrainConfig,
         for batch in _batches(examples, config.batch_size, rng):
             input_ids, labels, mask, fallbacks = (t.to(device) for t in _collate(batch, pad_id))
             held = batch_targets(batch) if preserving else None
-            shut = torch.tensor([e.shut for e in batch], device=device) if shutting else None
+            shut = (torch.tensor([e.shut for e in batch], device=device), gate_ids,
+                    config.shut_floor) if shutting else None
             if augment:
                 set_lora_scale(model, scale_rng.choice(config.merge_scales))
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_autocast):
