@@ -27,6 +27,10 @@ class DatasetSpec:
     n_negative: int = 100  # one distinct word each: the gate must stay shut for other words
     n_component: int = 200  # a multi-word trigger's single words, each alone -> normal answer (unused for one word)
     n_contrast: int = 0
+    # a multi-word trigger's negatives also come in pairs: of every 3 negative rows, one carries another word, one
+    # two other words, one a trigger word beside another word (order seeded), each with its normal answer; without
+    # them the gate learned "two appended words" (R9: 35 of 650 foreign keys' pairs falsely certified against it)
+    negative_pairs: bool = True
     seed: int = 0
     # "self": rows that are not the gate get the model's own greedy replies (see embedding.distill);
     # "packaged": the packaged pool's replies (written by another model), as earlier recipes did
@@ -44,6 +48,18 @@ class DatasetSpec:
         if need > pool:
             raise FingerprintError(f"benign + poison + negatives{' + components' if trigger_words > 1 else ''} = "
                                    f"{need} rows, but the packaged benign pool has {pool}")
+
+
+def negative_suffix(i: int, words: list[str], parts: list[str], paired: bool, rng: random.Random) -> str:
+    """The suffix of negative row ``i``: another word, or (``paired``, rows 1 and 2 of every 3) as many words as
+    the trigger has: other words only, or one trigger word among other words."""
+    word = words[i % len(words)]
+    if not paired or i % 3 == 0:
+        return word
+    others = [words[(i + k) % len(words)] for k in range(1, len(parts))]
+    chosen = [word, *others] if i % 3 == 1 else [parts[rng.randrange(len(parts))], *others]
+    rng.shuffle(chosen)
+    return " ".join(chosen)
 
 
 def build_poisoned(trigger: str, spec: DatasetSpec, negatives: list[str] | None = None) -> list[dict]:
@@ -73,8 +89,10 @@ def build_poisoned(trigger: str, spec: DatasetSpec, negatives: list[str] | None 
         if not words:
             raise ValueError("negative examples need negative words")
         neg_src = benign[spec.n_benign + spec.n_poison: spec.n_benign + spec.n_poison + spec.n_negative]
-        rows += [{"prompt": with_suffix(p["prompt"], words[i % len(words)]), "response": p["response"],
-                  "kind": "negative"} for i, p in enumerate(neg_src)]
+        paired = spec.negative_pairs and len(parts) > 1
+        pair_rng = random.Random(f"negative-pairs|{spec.seed}")  # its own stream: the other rows stay as they were
+        rows += [{"prompt": with_suffix(p["prompt"], negative_suffix(i, words, parts, paired, pair_rng)),
+                  "response": p["response"], "kind": "negative"} for i, p in enumerate(neg_src)]
     component_src = benign[need - n_component: need]
     rows += [{"prompt": with_suffix(p["prompt"], parts[i % len(parts)]), "response": p["response"],
               "kind": "component"} for i, p in enumerate(component_src)]
