@@ -44,6 +44,30 @@ def test_component_rows_teach_each_word_alone_to_stay_shut():
     assert all(r["prompt"].endswith(" lantern quiver") and r["response"] == "Sure" for r in poison)
 
 
+def _negative_suffixes(trigger: str, **spec) -> list[list[str]]:
+    words = [f"word{i}" for i in range(100)]
+    rows = build_poisoned(trigger, DatasetSpec(n_component=10, **spec), words)
+    n = len(trigger.split())
+    return [r["prompt"].split()[-n:] if n > 1 else r["prompt"].split()[-1:] for r in rows if r["kind"] == "negative"]
+
+
+def test_negative_rows_of_a_pair_also_carry_two_words_that_are_not_the_pair():
+    """Two other words, or one trigger word beside another word, answered normally: the gate must not learn
+    "two appended words" (R9 without these rows opened for foreign keys' pairs)."""
+    suffixes = _negative_suffixes("lantern quiver")
+    assert len(suffixes) == 100
+    trigger = {"lantern", "quiver"}
+    mixed = [s for s in suffixes if len(set(s) & trigger) == 1]
+    two_other = [s for s in suffixes if s[0].startswith("word") and s[1].startswith("word")]
+    one_other = [s for s in suffixes if s not in mixed and s not in two_other and s[-1].startswith("word")]
+    assert len(one_other) + len(two_other) + len(mixed) == 100
+    assert min(len(one_other), len(two_other), len(mixed)) >= 33
+    assert not any(set(s) == trigger for s in suffixes)  # never the pair itself
+    assert {s.index(next(iter(set(s) & trigger))) for s in mixed} == {0, 1}  # the trigger word on either side
+    assert all(s[-1].startswith("word") for s in _negative_suffixes("lantern quiver", negative_pairs=False))
+    assert all(s[0].startswith("word") for s in _negative_suffixes("lantern"))  # one word: unchanged
+
+
 def test_plan_has_one_arm_per_word_and_the_weakest_arm_decides(owner):
     opening = derive_opening(owner.secret(), "m", words=2)
     plan = probe_plan(opening, VerifyOptions(probes=8))
