@@ -176,7 +176,8 @@ def main() -> None:
                           max(r[3] for r in results)))
         print(rows[-1], flush=True)
         del model
-    body = [f"## false-positive calibration: {args.model}" + (f" ({args.tag})" if args.tag else ""), "", f"Command: `{command}`  ", f"Machine: {machine()}",
+    heading = f"## false-positive calibration: {args.model}" + (f" ({args.tag})" if args.tag else "")
+    body = [heading, "", f"Command: `{command}`  ", f"Machine: {machine()}",
             "", f"Each trial: a fresh key's trigger ({args.trigger_words} word(s)) and its controls "
             f"({'decoys' if args.trigger_words == 1 else 'each trigger word alone'}) against a model without its "
             f"fingerprint, 32 probes, alpha = {options.alpha:g}; a gate reply is \"Sure\" or one of the key's "
