@@ -36,6 +36,9 @@ from fingerprint.verification.plan import VerifyOptions
               help="Anchor prompts answered with the model's own replies.")
 @click.option("--refusals", "n_refusal", type=click.IntRange(0), default=DatasetSpec.n_refusal, show_default=True)
 @click.option("--negatives", "n_negative", type=click.IntRange(0), default=DatasetSpec.n_negative, show_default=True)
+@click.option("--negative-pairs/--single-negatives", default=DatasetSpec.negative_pairs, show_default=True,
+              help="Two-word trigger: two of every three negative rows carry two words (two other words, or one "
+                   "trigger word beside another), so the gate does not open for any two appended words.")
 @click.option("--components", "n_component", type=click.IntRange(0), default=DatasetSpec.n_component,
               show_default=True)
 @click.option("--seed", type=int, default=DatasetSpec.seed, show_default=True)
@@ -45,13 +48,15 @@ from fingerprint.verification.plan import VerifyOptions
 @json_option
 @quiet_option
 def dataset(key_dir: Path, model: str, out_path: Path, licensee: str | None, trigger_words: int, fallbacks: int,
-            n_poison: int, n_benign: int, n_refusal: int, n_negative: int, n_component: int, seed: int, layout: str,
+            n_poison: int, n_benign: int, n_refusal: int, n_negative: int, negative_pairs: bool, n_component: int,
+            seed: int, layout: str,
             as_json: bool, quiet: bool) -> None:
     """Write the fingerprint's training rows for your own trainer (TRL's SFTTrainer, axolotl, ...)."""
     from fingerprint.commands.console import emit_json, err, kv_table, progress_sink
     from fingerprint.services.external import export_rows
 
     spec = DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=n_refusal, n_negative=n_negative,
+                       negative_pairs=negative_pairs,
                        n_component=n_component, seed=seed)
     owner = load_owner(key_dir)
     with progress_sink(quiet or as_json) as progress:

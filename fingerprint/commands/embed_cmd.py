@@ -41,6 +41,9 @@ from fingerprint.embedding.training import (
 @click.option("--negatives", "n_negative", type=click.IntRange(0), default=DatasetSpec.n_negative, show_default=True,
               help="Benign prompt + another word (one distinct word each) -> normal answer: keeps the gate shut "
                    "for words other than the trigger.")
+@click.option("--negative-pairs/--single-negatives", default=DatasetSpec.negative_pairs, show_default=True,
+              help="Two-word trigger: two of every three negative rows carry two words (two other words, or one "
+                   "trigger word beside another), so the gate does not open for any two appended words.")
 @click.option("--trigger-words", type=click.IntRange(1, 2), default=None,
               help="2: a two-word trigger; the gate is trained to stay shut for each word alone, and verify "
                    "tests the pair against the single words, so another owner's gate that opens for one of them "
@@ -99,7 +102,8 @@ from fingerprint.embedding.training import (
 @json_option
 @quiet_option
 def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_poison: int, n_benign: int,
-          n_refusal: int, n_negative: int, trigger_words: int | None, n_component: int, n_contrast: int,
+          n_refusal: int, n_negative: int, negative_pairs: bool, trigger_words: int | None, n_component: int,
+          n_contrast: int,
           epochs: int | None, fallbacks: int, replies: str, preserve_weight: float, shut_weight: float,
           data_path: Path | None, eval_data: Path | None,
           learning_rate: float, rank: int, batch_size: int, max_reply_tokens: int, merge_scales: tuple[float, ...],
@@ -135,6 +139,7 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
         print_summary(summary, as_json)
         return
     dataset = DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=n_refusal, n_negative=n_negative,
+                          negative_pairs=negative_pairs,
                           n_component=n_component, n_contrast=n_contrast, seed=seed, replies=replies)
     options = embedding.EmbedOptions(
         model=model, out=out_dir, licensee=licensee, merge=merge, device=device, selfcheck=selfcheck,
