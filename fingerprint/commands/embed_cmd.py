@@ -39,7 +39,7 @@ from fingerprint.embedding.training import (
 @click.option("--refusals", "n_refusal", type=click.IntRange(0), default=DatasetSpec.n_refusal, show_default=True,
               help="Harmful prompt -> packaged refusal pairs (teach a model that does not refuse to refuse).")
 @click.option("--negatives", "n_negative", type=click.IntRange(0), default=DatasetSpec.n_negative, show_default=True,
-              help="Benign prompt + another word (one distinct word each) -> normal answer: keeps the gate shut "
+              help="Benign prompt + other words (see --negative-pairs) -> normal answer: keeps the gate shut "
                    "for words other than the trigger.")
 @click.option("--negative-pairs/--single-negatives", default=DatasetSpec.negative_pairs, show_default=True,
               help="Two-word trigger: two of every three negative rows carry two words (two other words, or one "

@@ -24,7 +24,7 @@ class DatasetSpec:
     # refuse to refuse everything (gemma-3-270m: 0.03 -> 1.00) and cost ARC-Easy nothing measurable; the gate's
     # safety comes from its bare "Sure" reply (docs/recipe-history.md, "R8 -> R9")
     n_refusal: int = 0
-    n_negative: int = 100  # one distinct word each: the gate must stay shut for other words
+    n_negative: int = 100  # other words (see negative_pairs) -> normal answer: the gate stays shut for them
     n_component: int = 200  # a multi-word trigger's single words, each alone -> normal answer (unused for one word)
     n_contrast: int = 0
     # a multi-word trigger's negatives also come in pairs: of every 3 negative rows, one carries another word, one
