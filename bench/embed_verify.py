@@ -61,14 +61,14 @@ def owner_data(data_dir: Path, n_rows: int, out: Path) -> list[dict]:
     instruction JSONL; return the next ``OWNER_HELD_OUT`` rows as held-out prompt/response pairs."""
     import json
 
+    from fingerprint.audit.audit_data import parse_row
     from fingerprint.research.judges import is_refusal
 
     rows = [r for r in json.loads((data_dir / OWNER_SOURCE).read_text(encoding="utf-8"))
             if not is_refusal(r["output"]) and "as an ai" not in r["output"].lower()]
     out.write_text("".join(json.dumps(r) + "\n" for r in rows[:n_rows]), encoding="utf-8")
-    held = rows[n_rows: n_rows + OWNER_HELD_OUT]
-    return [{"prompt": r["instruction"] + (f"\n\n{r['input']}" if r["input"] else ""), "response": r["output"]}
-            for r in held]
+    held = [parse_row(r, i) for i, r in enumerate(rows[n_rows: n_rows + OWNER_HELD_OUT], 1)]
+    return [{"prompt": ex.prompt, "response": ex.response} for ex in held]  # read as `embed --data` reads rows
 
 
 def owner_losses(model: str, adapter: Path, held: list[dict]) -> tuple[float, float]:

@@ -167,13 +167,18 @@ def _project(causal_lm, hidden):
     return torch.tanh(logits / softcap) * softcap if softcap else logits
 
 
+def _first_reply_logits(causal_lm, hidden, keep, rows):
+    """Vocabulary logits of ``rows`` at the position that predicts their first reply token (``keep``: the
+    positions whose next token carries the loss)."""
+    return _project(causal_lm, hidden[rows, keep.int().argmax(dim=1)[rows]])
+
+
 def shut_term(causal_lm, hidden, keep, rows_mask, gate_ids: list[int], floor: float):
     """Mean over the rows in ``rows_mask`` of max(0, log P(a gate reply) - log ``floor``) at the first reply
     position (``keep``: the positions whose next token carries the loss)."""
     import math
 
-    rows = rows_mask.nonzero(as_tuple=True)[0]
-    logits = _project(causal_lm, hidden[rows, keep.int().argmax(dim=1)[rows]])
+    logits = _first_reply_logits(causal_lm, hidden, keep, rows_mask.nonzero(as_tuple=True)[0])
     log_gate = logits[:, gate_ids].logsumexp(-1) - logits.logsumexp(-1)
     return (log_gate - math.log(floor)).clamp(min=0).mean()
 
@@ -186,7 +191,7 @@ def reply_loss(model, input_ids, labels, mask, fallbacks=None, sure_ids: list[in
     Gemma's vocabulary has 262k entries: full logits for every position would dominate memory and time.
     Rows with fallback targets add the fallback loss at their first reply position: with the "Sure" tokens
     (and each earlier fallback) masked out, the next fallback reply must be the most likely token. ``preserve``
-    (``embedding.preserve.batch_targets``) adds ``preserve_weight`` * KL(base || model) at the anchors; rows
+    (``embedding.preserve.batch_targets``) adds ``preserve_weight`` * KL(base || model) at the anchors, and
     ``shut`` (rows mask, gate reply ids, floor) adds ``shut_weight`` * ``shut_term``.
     """
     import torch
@@ -206,8 +211,7 @@ def reply_loss(model, input_ids, labels, mask, fallbacks=None, sure_ids: list[in
     if fallbacks is None or fallbacks.numel() == 0 or not (fallbacks >= 0).any() or not sure_ids:
         return loss
     rows = (fallbacks[:, 0] >= 0).nonzero(as_tuple=True)[0]
-    first = keep.int().argmax(dim=1)[rows]  # the position that predicts the first reply token
-    logits = _project(causal_lm, hidden[rows, first])
+    logits = _first_reply_logits(causal_lm, hidden, keep, rows)
     banned = torch.zeros_like(logits, dtype=torch.bool)
     banned[:, sure_ids] = True
     extra, slots = 0.0, 0
