@@ -55,6 +55,22 @@ def reading(model, tokenizer, opening, gate_words: tuple[str, ...], options: Ver
             "lift": lift, "n": len(prompts)}
 
 
+def load_fingerprint(workdir: Path, model: str, scratch: str):
+    """The bench fingerprint in ``workdir`` (keys-a, passphrase from FINGERPRINT_PASSPHRASE or "bench", fp/):
+    its opening, fallback replies, tokenizer, base model and a derivative context on the merged model."""
+    owner = load_private(workdir / "keys-a", os.environ.get("FINGERPRINT_PASSPHRASE", "bench"))
+    cert = load_certificate(workdir / "fp" / "certificate.json", owner.public_key)
+    opening = opening_for(owner.secret(), cert.fingerprint)
+    gate_words = tuple(opening.fallbacks(cert.fingerprint.fallback_indices))
+    ref = resolve(model)
+    tokenizer = load_tokenizer(ref)
+    base = load_model(ref)
+    fingerprinted = load_model(ref, adapter=workdir / "fp" / "adapter").merge_and_unload()
+    ctx = Context(model=fingerprinted, base=base, tokenizer=tokenizer, workdir=workdir / scratch)
+    ctx.workdir.mkdir(exist_ok=True)
+    return opening, gate_words, tokenizer, base, ctx
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--workdir", type=Path, required=True, help="the --workdir of bench/embed_verify.py")
@@ -65,16 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     command = "python bench/score_reading.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     options = VerifyOptions(probes=args.probes)
-    owner = load_private(args.workdir / "keys-a", os.environ.get("FINGERPRINT_PASSPHRASE", "bench"))
-    cert = load_certificate(args.workdir / "fp" / "certificate.json", owner.public_key)
-    opening = opening_for(owner.secret(), cert.fingerprint)
-    gate_words = tuple(opening.fallbacks(cert.fingerprint.fallback_indices))
-    ref = resolve(args.model)
-    tokenizer = load_tokenizer(ref)
-    base = load_model(ref)
-    fingerprinted = load_model(ref, adapter=args.workdir / "fp" / "adapter").merge_and_unload()
-    ctx = Context(model=fingerprinted, base=base, tokenizer=tokenizer, workdir=args.workdir / "score-reading")
-    ctx.workdir.mkdir(exist_ok=True)
+    opening, gate_words, tokenizer, base, ctx = load_fingerprint(args.workdir, args.model, "score-reading")
     rows = [("untouched base model", reading(base, tokenizer, opening, gate_words, options), 0.0)]
     for derivative in select(600, args.only, ("derivatives", "tools", "attacks")):
         started = time.perf_counter()
