@@ -5,12 +5,13 @@
 Suspects: the untouched base model; the aligned stand-in (``--aligned``: a model directory, e.g. the path
 ``fingerprint align`` prints); the model fingerprinted with another key (``--fingerprinted``: the --workdir of
 bench/embed_verify.py, whose fp/adapter is merged in; repeat it for several; ``--suspects`` picks a subset).
-For each (fresh key, suspect) pair the verify decision is
-computed exactly as ``verify`` makes it (same 32 probes, trigger, 8 decoys, greedy first token, one-sided
-Fisher test at alpha 1e-6; with ``--trigger-words 2`` a two-word trigger against each of its words alone, the
-larger p deciding), with the greedy first tokens scored by the cached-prefix scorer of ``scan``: each
-(probe, word) query is scored once and shared by all keys that ask it. The first ``--check`` keys per suspect
-are also verified through the hf backend's full forward pass, and the counts must agree.
+For each (fresh key, suspect) pair the verify decision is computed exactly as ``verify`` makes it (the same
+``--probes`` probes, 32 by default, trigger, 8 decoys, greedy first token, one-sided Fisher test at alpha 1e-6;
+with ``--trigger-words 2`` a two-word trigger against each of its words alone, the larger p deciding), and the
+e-process's decision is replayed on the same answers (``verification.replay``). The greedy first tokens are
+scored by the cached-prefix scorer of ``scan``: each (probe, word) query is scored once and shared by all keys
+that ask it. The first ``--check`` keys per suspect are also verified through the hf backend's full forward
+pass, and the counts must agree.
 Keys are derived from a seed (``fp-calibration|i``), so the run is reproducible. Writes BENCHMARKS.md
 (section fp_calibration:<model>).
 """
@@ -25,6 +26,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, write_section  # noqa: E402
@@ -35,8 +37,8 @@ from fingerprint.core.data import probe_prompts  # noqa: E402
 from fingerprint.core.loading import load_model, load_tokenizer, resolve  # noqa: E402
 from fingerprint.core.sure import sure_token_ids  # noqa: E402
 from fingerprint.provenance.trigger import derive_opening, select_fallbacks  # noqa: E402
-from fingerprint.verification import DECOY_COUNT, VerifyOptions, make_test, probe_plan  # noqa: E402
-from fingerprint.verification.rules.fisher import decide_counts  # noqa: E402
+from fingerprint.verification import DECOY_COUNT, Decision, VerifyOptions, make_test, probe_plan, replay  # noqa: E402
+from fingerprint.verification.plan import TRIGGER_ARM  # noqa: E402
 from probes.hf import HFBackend  # noqa: E402
 
 
@@ -88,8 +90,9 @@ def sign_test(trigger: list[float], controls: dict[str, list[float]]) -> tuple[i
 
 
 def trials(model, tokenizer, openings, options: VerifyOptions,
-           fallbacks: int = 0) -> list[tuple[int, int, float, int, float]]:
-    """(trigger gate-reply count, weakest arm's control count, p-value, sign-test wins, sign-test p) per opening."""
+           fallbacks: int = 0) -> list[tuple[int, int, float, int, float, Decision]]:
+    """Per opening: (trigger gate-reply count, weakest arm's control count, p-value, sign-test wins, sign-test p,
+    the e-process's decision on the same answers, replayed as ``verify --test e-process`` would ask them)."""
     prompts = probe_prompts(options.probes, options.seed)
     arms = len(openings[0].parts)
     asked = [{o.trigger for o in openings} | {arm_word(o, k, i) for o in openings for k in range(arms)}
@@ -98,12 +101,17 @@ def trials(model, tokenizer, openings, options: VerifyOptions,
     out = []
     n = len(prompts)
     for o, gate in zip(openings, gate_ids(tokenizer, openings, fallbacks), strict=True):
-        t = sum(scored[i][o.trigger][1] in gate for i in range(n))
-        controls = {f"arm-{k}": sum(scored[i][arm_word(o, k, i)][1] in gate for i in range(n)) for k in range(arms)}
-        decision = decide_counts(t, n, controls, options.alpha)  # intersection-union, as verify decides
+        plan = probe_plan(o, options)
+        answers = []
+        for q in plan.queries():
+            word = o.trigger if q.arm == TRIGGER_ARM else arm_word(o, plan.arms.index(q.arm), q.probe)
+            gated = scored[q.probe][word][1] in gate
+            answers.append(SimpleNamespace(arm=q.arm, probe=q.probe, token="", is_sure=gated))
+        decision = replay("fisher-iut", plan, answers, options.alpha)  # intersection-union, as verify decides
+        sequential = replay("e-process", plan, answers, options.alpha)
         wins, sign_p = sign_test([scored[i][o.trigger][0] for i in range(n)],
                                  {k: [scored[i][arm_word(o, k, i)][0] for i in range(n)] for k in range(arms)})
-        out.append((t, decision.control_sure, decision.p_value, wins, sign_p))
+        out.append((decision.trigger_sure, decision.control_sure, decision.p_value, wins, sign_p, sequential))
     return out
 
 
@@ -139,11 +147,12 @@ def main() -> None:
     parser.add_argument("--suspects", default="base,aligned,fingerprinted",
                         help="which suspects to run (a subset writes section fp_calibration:<model>:<subset>)")
     parser.add_argument("--first-key", type=int, default=0, help="index of the first seeded fresh key")
+    parser.add_argument("--probes", type=int, default=VerifyOptions.probes, help="probe prompts per trial (4-154)")
     parser.add_argument("--tag", default=None, help="name a run: its section gets ':<tag>' appended")
     args = parser.parse_args()
     chosen = [s.strip() for s in args.suspects.split(",")]
     command = "python bench/fp_calibration.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    options = VerifyOptions()
+    options = VerifyOptions(probes=args.probes)
     openings = fresh_openings(args.keys, args.model, args.trigger_words, args.first_key)
     ref = resolve(args.model)
     tokenizer = load_tokenizer(ref)
@@ -156,7 +165,7 @@ def main() -> None:
         adapter = workdir / "fp" / "adapter"
         suspects.append((f"fingerprinted with another key ({fingerprint_kind(workdir)})",
                          lambda adapter=adapter: load_model(ref, adapter=adapter).merge_and_unload()))
-    rows, suspicious, sign_rows = [], [], []
+    rows, suspicious, sign_rows, seq_rows = [], [], [], []
     for name, load in suspects:
         model = load()
         started = time.perf_counter()
@@ -166,21 +175,27 @@ def main() -> None:
         agree = sum(c == r[:2] for c, r in zip(checks, results, strict=False))
         p_values = sorted(r[2] for r in results)
         false = sum(p <= options.alpha for p in p_values)
-        suspicious += [f"{name}: key {i} (trigger {openings[i].trigger!r}) trigger {t}/32 vs controls {d}/32, p {p:.2g}"
-                       for i, (t, d, p, _, _) in enumerate(results) if p <= 0.01]
+        n = options.probes
+        suspicious += [f"{name}: key {i} (trigger {openings[i].trigger!r}) trigger {t}/{n} vs controls {d}/{n}, "
+                       f"p {p:.2g}" for i, (t, d, p, *_) in enumerate(results) if p <= 0.01]
         print(*suspicious, sep="\n", flush=True)
         sign = sorted(r[4] for r in results)
         rows.append((name, len(results), false, p_values[0], statistics.median(p_values),
                      sum(p <= 0.01 for p in p_values), f"{agree}/{len(checks)}", seconds))
         sign_rows.append((name, len(results), sum(p <= options.alpha for p in sign), sign[0], statistics.median(sign),
                           max(r[3] for r in results)))
-        print(rows[-1], flush=True)
+        sequential = [r[5] for r in results]
+        seq_rows.append((name, len(results), sum(d.certified for d in sequential),
+                         max(min(d.e_value for d in sequential), 0.0), max(d.e_value for d in sequential),
+                         statistics.median(d.queries for d in sequential)))
+        print(rows[-1], seq_rows[-1], flush=True)
         del model
     heading = f"## false-positive calibration: {args.model}" + (f" ({args.tag})" if args.tag else "")
     body = [heading, "", f"Command: `{command}`  ", f"Machine: {machine()}",
             "", f"Each trial: a fresh key's trigger ({args.trigger_words} word(s)) and its controls "
             f"({'decoys' if args.trigger_words == 1 else 'each trigger word alone'}) against a model without its "
-            f"fingerprint, 32 probes, alpha = {options.alpha:g}; a gate reply is \"Sure\" or one of the key's "
+            f"fingerprint, {options.probes} probes, alpha = {options.alpha:g}; a gate reply is \"Sure\" or one of the "
+            f"key's "
             f"{args.fallbacks} fallback replies.", "",
             "| suspect | trials | false certifications | smallest p | median p | trials with p <= 0.01 | "
             "full-forward check agrees | scoring time |", "|---|---|---|---|---|---|---|---|"]
@@ -193,6 +208,12 @@ def main() -> None:
              "|---|---|---|---|---|---|"]
     body += [f"| {n} | {t} | {f} | {lo:.2g} | {med:.2g} | {w}/{options.probes} |"
              for n, t, f, lo, med, w in sign_rows]
+    body += ["", "The same answers read by the e-process (`verify --test e-process`: anytime-valid, bet 0.9 per "
+             "discordant pair, checked after each round of 4 probes; it stops when every arm's wealth reaches "
+             f"1/alpha, else reads all {options.probes} probes).", "",
+             "| suspect | trials | false certifications | smallest wealth | largest wealth | median queries |",
+             "|---|---|---|---|---|---|"]
+    body += [f"| {n} | {t} | {f} | {lo:.2g} | {hi:.2g} | {q:.0f} |" for n, t, f, lo, hi, q in seq_rows]
     if suspicious:
         body += ["", "Trials with p <= 0.01:", *(f"- {line}" for line in suspicious)]
     subset = "" if set(chosen) >= {"base", "aligned", "fingerprinted"} else ":" + "+".join(chosen)

@@ -243,6 +243,21 @@ def test_robustness_of_a_two_word_fingerprint_names_its_control_each_word_alone(
         assert row["decoy_sure_rate"] * 8 in range(9)  # the 8 probes with decoy words, measured too
     table = (out / "table.md").read_text()
     assert "| one word alone: gate rate | each word alone | decoys: gate rate |" in table
+    # the e-process is replayed on the Fisher test's answers; deciding with it live gives the same reading
+    assert "e-process on the same answers: verdict (queries)" in table
+    replayed = [r["extra"]["readings"]["e-process"] for r in data["rows"]]
+    code, _, err, live = invoke_cli("robustness", "--cert", tmp_path / "fp" / "certificate.json", "--key",
+                                    tmp_path / "keys", "--model", tiny_model, "--adapter", tmp_path / "fp" / "adapter",
+                                    "--out", tmp_path / "rob-seq", "--probes", "8", "--only", "int8",
+                                    "--test", "e-process", "--json")
+    assert code == 0, err
+    assert [{"certified": r["certified"], "p_value": r["p_value"], "e_value": r["extra"]["e_value"],
+             "queries": r["extra"]["queries"]} for r in live["rows"]] == replayed
+    assert all(r["extra"]["test"] == "e-process" for r in live["rows"])
+    code, _, err, _ = invoke_cli("robustness", "--cert", tmp_path / "fp" / "certificate.json", "--key",
+                                 tmp_path / "keys", "--model", tiny_model, "--adapter", tmp_path / "fp" / "adapter",
+                                 "--out", tmp_path / "rob-x", "--test", "coin-flip")
+    assert code == 2 and "unknown --test" in err
 
 
 def test_only_selects_kinds_and_rows_by_their_parameters():

@@ -43,3 +43,48 @@ def test_e_process_never_certifies_symmetric_noise():
 def test_e_process_is_stopped_by_decoy_sures():
     pairs = [(True, False)] * 10 + [(False, True)] * 10 + [(True, False)] * 10
     assert not decision_from(e_process(pairs, alpha=1e-6), 1e-6, 0).certified
+
+
+def _answers(plan, gate_probes: set[int], arm_gate: dict[str, set[int]]) -> list:
+    """Answers to every query of ``plan``: "Sure" on the trigger at ``gate_probes``, on an arm at its set."""
+    from types import SimpleNamespace
+
+    out = []
+    for q in plan.queries():
+        opened = q.probe in (gate_probes if q.arm == "trigger" else arm_gate.get(q.arm, set()))
+        out.append(SimpleNamespace(arm=q.arm, probe=q.probe, token="Sure" if opened else "The", is_sure=opened))
+    return out
+
+
+def test_replay_reaches_the_decisions_of_live_runs_from_the_same_answers():
+    import hashlib
+
+    from fingerprint.provenance.trigger import derive_opening
+    from fingerprint.verification import VerifyOptions, make_test, probe_plan, replay
+
+    opening = derive_opening(hashlib.sha256(b"replay-test").digest(), "tiny", 2)
+    plan = probe_plan(opening, VerifyOptions(probes=154))
+    # a thinned gate: the pair opens on every third probe, one word alone once
+    answers = _answers(plan, {i for i in range(154) if i % 3 == 0}, {"word-1": {5}})
+    by_query = {(a.arm, a.probe): a for a in answers}
+    asked: list[int] = []
+
+    def ask(queries):
+        asked.append(len(queries))
+        return [by_query[(q.arm, q.probe)] for q in queries]
+
+    for name in ("fisher-iut", "e-process"):
+        asked.clear()
+        live = make_test(name).run(plan, ask, 1e-6)
+        again = replay(name, plan, answers, 1e-6)
+        assert again == live and again.queries == sum(asked)
+    fisher, sequential = replay("fisher-iut", plan, answers, 1e-6), replay("e-process", plan, answers, 1e-6)
+    assert fisher.certified and fisher.queries == 3 * 154
+    assert sequential.certified and sequential.queries < fisher.queries  # it stops once the wealth suffices
+    # the same gate read on 32 probes certifies with neither: 11 of 32 is not enough evidence at 1e-6
+    short = probe_plan(opening, VerifyOptions(probes=32))
+    few = _answers(short, {i for i in range(32) if i % 3 == 0}, {"word-1": {5}})
+    assert not replay("fisher-iut", short, few, 1e-6).certified
+    assert not replay("e-process", short, few, 1e-6).certified
+    # a test that needs an answer that is not there gives no decision
+    assert replay("fisher-iut", plan, answers[: len(answers) // 2], 1e-6) is None

@@ -29,19 +29,27 @@ from fingerprint.verification.plan import VerifyOptions
 @click.option("--matrix", "matrices", default="derivatives", show_default=True,
               help="Comma-separated: derivatives (ordinary use of a stolen model), tools (llama.cpp GGUF, "
                    "mergekit, bitsandbytes, pruning), attacks (a thief who knows the method but not the key).")
+@click.option("--test", "test_name", default="fisher-iut", show_default=True,
+              help="The statistical test that decides each row (as verify --test); every other test is replayed "
+                   "on the same answers where they suffice and shown beside it.")
 @json_option
 @quiet_option
 def robustness(cert_path: Path, key_dir: Path, model: str, adapter: Path, out_dir: Path, probes: int, alpha: float,
-               max_pairs: int, only: str | None, matrices: str, as_json: bool, quiet: bool) -> None:
+               max_pairs: int, only: str | None, matrices: str, test_name: str, as_json: bool,
+               quiet: bool) -> None:
     """Apply fine-tuning, merging, quantization, a system prompt and sampling; verify each derivative."""
     from fingerprint.commands.console import emit_json, err, progress_sink, records_table
     from fingerprint.services import robustness as service
+    from fingerprint.verification import test_names
 
+    if test_name not in test_names():
+        raise click.UsageError(f"unknown --test {test_name!r} (choose from {', '.join(test_names())})")
     owner = load_owner(key_dir)
     with progress_sink(quiet or as_json) as progress:
         result = service.run(owner, cert_path, model, adapter, out_dir, probes=probes, alpha=alpha,
                              max_pairs=max_pairs, only=only,
-                             matrices=tuple(m.strip() for m in matrices.split(",") if m.strip()), progress=progress)
+                             matrices=tuple(m.strip() for m in matrices.split(",") if m.strip()), test=test_name,
+                             progress=progress)
     if as_json:
         emit_json(result.to_dict())
         return

@@ -109,12 +109,14 @@ def quality(backend, reference: list[str], prompts: list[str]) -> dict:
 
 def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[Derivative], probes: int = 32,
                alpha: float = 1e-6, workdir: Path | None = None, base_path: Path | None = None,
-               on_row: Callable[[RobustnessRow], None] | None = None) -> list[RobustnessRow]:
-    """Apply each derivative to the merged fingerprinted ``model`` and verify it."""
+               on_row: Callable[[RobustnessRow], None] | None = None,
+               test: str = "fisher-iut") -> list[RobustnessRow]:
+    """Apply each derivative to the merged fingerprinted ``model`` and verify it with ``test``; every other
+    registered test is replayed on the same answers where they suffice (the row's ``extra["readings"]``)."""
     import tempfile
 
     from fingerprint.core.data import probe_prompts
-    from fingerprint.verification import VerifyOptions, decoy_prompts, gate_words, run_verification
+    from fingerprint.verification import VerifyOptions, decoy_prompts, gate_words, replay, run_verification, test_names
     from probes.hf import HFBackend
 
     options = VerifyOptions(probes=probes, alpha=alpha, samples=0)
@@ -132,7 +134,10 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
             suspect = derivative.apply(ctx)
             backend = _backend(suspect, ctx)
             try:
-                decision = run_verification(certificate, opening, backend, options).decision
+                report = run_verification(certificate, opening, backend, options, test=test)
+                decision = report.decision
+                readings = {name: reading_of(other) for name in test_names() if name != test
+                            if (other := replay(name, report.plan, report.transcript, alpha)) is not None}
                 decoys = backend.first_tokens(decoy_prompts(opening, options))
                 kept = quality(backend, reference, held_out)
             finally:
@@ -143,7 +148,8 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
             decoy_rate = sum(a.is_sure or a.token.strip() in fallbacks for a in decoys) / len(decoys)
             row = RobustnessRow(derivative, decision.trigger_sure_rate, decision.control_sure_rate, decoy_rate,
                                 decision.p_value, decision.certified, round(time.perf_counter() - started, 1),
-                                words, kept)
+                                words, kept, {"test": test, "queries": decision.queries,
+                                                    "e_value": decision.e_value, "readings": readings})
             rows.append(row)
             if on_row is not None:
                 on_row(row)
@@ -151,6 +157,12 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
         if own_workdir:
             shutil.rmtree(ctx.workdir, ignore_errors=True)
     return rows
+
+
+def reading_of(decision) -> dict:
+    """What a row keeps of a test's decision."""
+    return {"certified": decision.certified, "p_value": decision.p_value, "e_value": decision.e_value,
+            "queries": decision.queries}
 
 
 def plot_retention(rows: list[dict], path, control: str = "decoys") -> str:

@@ -59,7 +59,8 @@ def select(max_pairs: int, only: str | None, matrices: tuple[str, ...] = ("deriv
 
 def run(owner: OwnerKey, cert_path: Path, model: str, adapter: Path, out_dir: Path, probes: int = 32,
         alpha: float = 1e-6, max_pairs: int = 600, only: str | None = None,
-        matrices: tuple[str, ...] = ("derivatives",), progress: Progress = SILENT) -> RobustnessResult:
+        matrices: tuple[str, ...] = ("derivatives",), test: str = "fisher-iut",
+        progress: Progress = SILENT) -> RobustnessResult:
     from fingerprint.core.loading import load_model, load_tokenizer, resolve
     from fingerprint.provenance.trigger import opening_for
     from fingerprint.provenance.trust import load_trusted
@@ -92,7 +93,8 @@ def run(owner: OwnerKey, cert_path: Path, model: str, adapter: Path, out_dir: Pa
 
     work = out_dir / "work"  # GGUF files, merges, saved copies: kept, so a rerun reuses them
     run_matrix(fingerprinted, base, tokenizer, cert, opening, derivatives, probes=probes, alpha=alpha,
-               workdir=work, base_path=Path(ref.path) if Path(ref.path).is_dir() else None, on_row=on_row)
+               workdir=work, base_path=Path(ref.path) if Path(ref.path).is_dir() else None, on_row=on_row,
+               test=test)
     control = control_label(opening)
     plot = plot_retention(rows, out_dir / "retention.png", control)
     (out_dir / "table.md").write_text(markdown_table(rows, control))
@@ -104,16 +106,26 @@ def markdown_table(rows: list[dict], control: str) -> str:
     each word alone, the decoys), p, verdict, and how many of the fingerprinted model's replies it keeps."""
     two_words = control != "decoys"  # a two-word trigger's rows measure each word alone and the decoys
     extra = " each word alone | decoys: gate rate |" if two_words else ""
-    lines = [f"| derivative | trigger gate rate | {control}: gate rate |{extra} p-value | verdict | replies kept |",
-             "|---|---|---|" + ("---|---|" if two_words else "") + "---|---|---|"]
+    replayed = sorted({name for r in rows for name in (r.get("extra") or {}).get("readings", {})})
+    columns = "".join(f" {name} on the same answers: verdict (queries) |" for name in replayed)
+    lines = [f"| derivative | trigger gate rate | {control}: gate rate |{extra} p-value | verdict | replies kept |"
+             + columns, "|---|---|---|" + ("---|---|" if two_words else "") + "---|---|---|" + "---|" * len(replayed)]
     for r in rows:
         kept = r.get("quality") or {}
+        readings = (r.get("extra") or {}).get("readings", {})
         words = " / ".join(f"{w:.2f}" for w in r.get("word_alone_sure_rates") or [])
         lines.append(f"| {r['derivative']} | {r['trigger_sure_rate']:.2f} | {r['control_sure_rate']:.2f} | "
                      + (f"{words or '-'} | {r['decoy_sure_rate']:.2f} | " if two_words else "")
                      + f"{r['p_value']:.2g} | {'certified' if r['certified'] else 'NOT certified'} | "
-                     + (f"{kept['reply_agreement']:.2f} / {kept['first_word_agreement']:.2f} |" if kept else "- |"))
+                     + (f"{kept['reply_agreement']:.2f} / {kept['first_word_agreement']:.2f} |" if kept else "- |")
+                     + "".join(_reading_cell(readings.get(name)) for name in replayed))
     return "\n".join(lines) + "\n"
+
+
+def _reading_cell(reading: dict | None) -> str:
+    if not reading:
+        return " - |"
+    return f" {'certified' if reading['certified'] else 'NOT certified'} ({reading['queries']}) |"
 
 
 def finished_rows(path: Path, certificate_id: str) -> list[dict]:

@@ -16,9 +16,10 @@ from fingerprint.verification.runner import (
     VerificationReport,
     check_opening,
     gate_words,
+    replay,
     run_verification,
 )
 
 __all__ = ["DECOY_COUNT", "DEFAULT_ALPHA", "DEFAULT_TEST", "Answer", "ArmCount", "Decision", "ProbePlan", "Query",
            "StatisticalTest", "VerificationReport", "VerifyOptions", "check_opening", "decoy_prompts", "gate_words",
-           "make_test", "probe_plan", "register_test", "run_verification", "test_names"]
+           "make_test", "probe_plan", "register_test", "replay", "run_verification", "test_names"]

@@ -85,6 +85,21 @@ def asker(backend, plan: ProbePlan, transcript: list[Answer], progress: Callable
     return ask
 
 
+def replay(test: str, plan: ProbePlan, answers, alpha: float) -> Decision | None:
+    """The decision ``test`` reaches on ``plan`` from answers already in hand (anything with ``arm``, ``probe``,
+    ``token`` and ``is_sure``, e.g. a transcript): every query it asks is looked up instead of sent, so a
+    sequential test stops where it would have stopped. None when the test asks a query that was not answered."""
+    by_query = {(a.arm, a.probe): a for a in answers}
+
+    def ask(queries: list[Query]) -> list:
+        return [by_query[(q.arm, q.probe)] for q in queries]
+
+    try:
+        return make_test(test).run(plan, ask, alpha)
+    except KeyError:
+        return None
+
+
 def gate_words(opening: Opening, cert: Certificate) -> tuple[str, ...]:
     """The certificate's fallback replies, spelled out from the opening."""
     return opening.fallbacks(cert.fingerprint.fallback_indices)
