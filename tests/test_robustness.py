@@ -234,21 +234,32 @@ def test_robustness_of_a_two_word_fingerprint_names_its_control_each_word_alone(
     out = tmp_path / "rob"
     code, _, err, data = invoke_cli("robustness", "--cert", tmp_path / "fp" / "certificate.json", "--key",
                                     tmp_path / "keys", "--model", tiny_model, "--adapter", tmp_path / "fp" / "adapter",
-                                    "--out", out, "--probes", "8", "--only", "int8", "--json")
+                                    "--out", out, "--probes", "36", "--only", "int8", "--json")
     assert code == 0, err
     assert [r["kind"] for r in data["rows"]] == ["fingerprinted", "int8"]
+    for row in data["rows"]:  # every answer kept as gate flags, one per probe and arm
+        gates = row["extra"]["gates"]
+        assert set(gates) == {"trigger", "word-1", "word-2"} and all(len(g) == 36 for g in gates.values())
+        assert gates["trigger"].count("1") == round(row["trigger_sure_rate"] * 36)
+    # the first 32 of 36 probes are the probes of a default verify: its verdict is replayed from them
+    _, _, _, direct = invoke_cli("verify", "--key", tmp_path / "keys", "--cert", tmp_path / "fp" / "certificate.json",
+                                 "--model", tiny_model, "--adapter", tmp_path / "fp" / "adapter", "--samples", "0",
+                                 "--json")
+    short = data["rows"][0]["extra"]["readings"]["fisher-iut@32"]
+    assert (short["p_value"], short["certified"], short["queries"]) == (direct["p_value"], direct["certified"], 96)
     for row in data["rows"]:  # the deciding arm is one of the two words alone
         assert len(row["word_alone_sure_rates"]) == 2
         assert row["control_sure_rate"] in row["word_alone_sure_rates"]
-        assert row["decoy_sure_rate"] * 8 in range(9)  # the 8 probes with decoy words, measured too
+        assert round(row["decoy_sure_rate"] * 36, 6) in range(37)  # the probes with decoy words, measured too
     table = (out / "table.md").read_text()
     assert "| one word alone: gate rate | each word alone | decoys: gate rate |" in table
     # the e-process is replayed on the Fisher test's answers; deciding with it live gives the same reading
     assert "e-process on the same answers: verdict (queries)" in table
+    assert "fisher-iut on the first 32 probes: verdict (queries)" in table
     replayed = [r["extra"]["readings"]["e-process"] for r in data["rows"]]
     code, _, err, live = invoke_cli("robustness", "--cert", tmp_path / "fp" / "certificate.json", "--key",
                                     tmp_path / "keys", "--model", tiny_model, "--adapter", tmp_path / "fp" / "adapter",
-                                    "--out", tmp_path / "rob-seq", "--probes", "8", "--only", "int8",
+                                    "--out", tmp_path / "rob-seq", "--probes", "36", "--only", "int8",
                                     "--test", "e-process", "--json")
     assert code == 0, err
     assert [{"certified": r["certified"], "p_value": r["p_value"], "e_value": r["extra"]["e_value"],

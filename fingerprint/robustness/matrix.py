@@ -116,7 +116,7 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
     import tempfile
 
     from fingerprint.core.data import probe_prompts
-    from fingerprint.verification import VerifyOptions, decoy_prompts, gate_words, replay, run_verification, test_names
+    from fingerprint.verification import VerifyOptions, decoy_prompts, gate_words, run_verification
     from probes.hf import HFBackend
 
     options = VerifyOptions(probes=probes, alpha=alpha, samples=0)
@@ -136,8 +136,7 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
             try:
                 report = run_verification(certificate, opening, backend, options, test=test)
                 decision = report.decision
-                readings = {name: reading_of(other) for name in test_names() if name != test
-                            if (other := replay(name, report.plan, report.transcript, alpha)) is not None}
+                readings = replayed_readings(report, opening, certificate, options, test)
                 decoys = backend.first_tokens(decoy_prompts(opening, options))
                 kept = quality(backend, reference, held_out)
             finally:
@@ -149,7 +148,8 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
             row = RobustnessRow(derivative, decision.trigger_sure_rate, decision.control_sure_rate, decoy_rate,
                                 decision.p_value, decision.certified, round(time.perf_counter() - started, 1),
                                 words, kept, {"test": test, "queries": decision.queries,
-                                                    "e_value": decision.e_value, "readings": readings})
+                                                    "e_value": decision.e_value, "readings": readings,
+                                                    "gates": gate_flags(report)})
             rows.append(row)
             if on_row is not None:
                 on_row(row)
@@ -157,6 +157,35 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
         if own_workdir:
             shutil.rmtree(ctx.workdir, ignore_errors=True)
     return rows
+
+
+def replayed_readings(report, opening, certificate, options, test: str) -> dict[str, dict]:
+    """Every other test on the row's answers, and (when more probes were read than ``verify`` reads by default)
+    every test on the answers to the default number of probes, which are the first ones of the plan."""
+    from fingerprint.verification import VerifyOptions, gate_words, probe_plan, replay, test_names
+
+    plans = {"": report.plan}
+    default = VerifyOptions.probes
+    if options.probes > default:
+        short = VerifyOptions(probes=default, alpha=options.alpha, seed=options.seed, samples=0)
+        plans[f"@{default}"] = probe_plan(opening, short, gate_words(opening, certificate))
+    readings = {}
+    for suffix, plan in plans.items():
+        for name in test_names():
+            if (name, suffix) != (test, ""):
+                decision = replay(name, plan, report.transcript, options.alpha)
+                if decision is not None:
+                    readings[name + suffix] = reading_of(decision)
+    return readings
+
+
+def gate_flags(report) -> dict[str, str]:
+    """Per arm, one character per probe asked, in probe order: 1 for a gate reply, 0 otherwise (so any test, on
+    any first part of the probes, can be replayed from the row)."""
+    arms: dict[str, dict[int, bool]] = {}
+    for answer in report.transcript:
+        arms.setdefault(answer.arm, {})[answer.probe] = answer.is_gate
+    return {arm: "".join("1" if flags[i] else "0" for i in sorted(flags)) for arm, flags in arms.items()}
 
 
 def reading_of(decision) -> dict:

@@ -107,7 +107,7 @@ def markdown_table(rows: list[dict], control: str) -> str:
     two_words = control != "decoys"  # a two-word trigger's rows measure each word alone and the decoys
     extra = " each word alone | decoys: gate rate |" if two_words else ""
     replayed = sorted({name for r in rows for name in (r.get("extra") or {}).get("readings", {})})
-    columns = "".join(f" {name} on the same answers: verdict (queries) |" for name in replayed)
+    columns = "".join(f" {_reading_title(name)}: verdict (queries) |" for name in replayed)
     lines = [f"| derivative | trigger gate rate | {control}: gate rate |{extra} p-value | verdict | replies kept |"
              + columns, "|---|---|---|" + ("---|---|" if two_words else "") + "---|---|---|" + "---|" * len(replayed)]
     for r in rows:
@@ -120,6 +120,12 @@ def markdown_table(rows: list[dict], control: str) -> str:
                      + (f"{kept['reply_agreement']:.2f} / {kept['first_word_agreement']:.2f} |" if kept else "- |")
                      + "".join(_reading_cell(readings.get(name)) for name in replayed))
     return "\n".join(lines) + "\n"
+
+
+def _reading_title(name: str) -> str:
+    """``e-process`` -> "e-process on the same answers"; ``fisher-iut@32`` -> "fisher-iut on the first 32 probes"."""
+    test, _, probes = name.partition("@")
+    return f"{test} on the first {probes} probes" if probes else f"{test} on the same answers"
 
 
 def _reading_cell(reading: dict | None) -> str:
