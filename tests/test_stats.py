@@ -88,3 +88,15 @@ def test_replay_reaches_the_decisions_of_live_runs_from_the_same_answers():
     assert not replay("e-process", short, few, 1e-6).certified
     # a test that needs an answer that is not there gives no decision
     assert replay("fisher-iut", plan, answers[: len(answers) // 2], 1e-6) is None
+
+
+def test_a_thinned_gate_gets_advice_to_read_more_probes():
+    from fingerprint.services.verification import thinned_gate_advice
+
+    thinned = decide_counts(10, 32, {"word-1": 0, "word-2": 0}, 1e-6)  # what a 600-pair erasure left on R10
+    assert not thinned.certified and 1e-4 < thinned.p_value < 1e-3
+    advice = thinned_gate_advice(thinned, 32)
+    assert "10 of 32" in advice and "--probes 154" in advice
+    assert thinned_gate_advice(thinned, 154) is None  # every probe already read
+    assert thinned_gate_advice(decide_counts(32, 32, {"word-1": 0, "word-2": 1}, 1e-6), 32) is None  # certified
+    assert thinned_gate_advice(decide_counts(2, 32, {"word-1": 0, "word-2": 0}, 1e-6), 32) is None  # p 0.25

@@ -130,6 +130,8 @@ def _show(outcome) -> None:
     err.print(kv_table("verification", rows))
     err.print(f"Rule: {decision.rule}. The probability that a model without this fingerprint is certified is at "
               f"most {decision.alpha:g}.")
+    if outcome.advice:
+        err.print(f"[yellow]Note:[/] {outcome.advice}.")
 
 
 def _show_attribution(outcome) -> None:

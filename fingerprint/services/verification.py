@@ -75,6 +75,11 @@ class VerifyOutcome:
     def certified(self) -> bool:
         return self.report.certified
 
+    @property
+    def advice(self) -> str | None:
+        """What to do when a verdict falls short on a gate that looks thinned rather than absent."""
+        return thinned_gate_advice(self.report.decision, len(self.report.plan.probes))
+
     def to_dict(self) -> dict:
         request = self.request
         return {**self.report.to_dict(), "certificate_id": self.certificate.id, "key_id": self.certificate.key_id,
@@ -82,7 +87,27 @@ class VerifyOutcome:
                 "record_id": self.record_id, "verifier": self.verifier, **self.trust.to_dict(),
                 "evidence": str(self.evidence_path) if self.evidence_path else None,
                 "evidence_sha256": self.evidence_digest,
-                "warnings": [self.trust.warning] if self.trust.warning else []}
+                "warnings": [self.trust.warning] if self.trust.warning else [], "advice": self.advice}
+
+
+THIN_GATE_P = 0.01  # a verdict that falls short with a p below this suggests a thinned gate
+
+
+def thinned_gate_advice(decision, probes: int) -> str | None:
+    """Advice for a verdict that is not certified although the trigger beats every control at p <= 0.01 on
+    fewer probes than are packaged: an erasure fine-tune or an input filter thins a gate (docs/robustness.md),
+    and more probes tell a thinned gate from none. A second verdict is a second test: by the union bound, the
+    chance that either falsely certifies is at most the sum of their alphas."""
+    from fingerprint.core.data import packaged
+
+    pool = len(packaged("probes"))
+    if decision.certified or decision.p_value > THIN_GATE_P or probes >= pool:
+        return None
+    return (f"the trigger answers on {decision.trigger_sure} of {decision.trigger_total} probes against "
+            f"{decision.control_sure} for {decision.deciding_arm} (p {decision.p_value:.2g}): a thinned gate, "
+            f"as an erasure fine-tune or an input filter leaves, needs more probes; `--test e-process --probes "
+            f"{pool}` reads up to all {pool} and stops when the evidence suffices (a second verdict adds its "
+            f"alpha to the bound on a false certification)")
 
 
 @dataclass
