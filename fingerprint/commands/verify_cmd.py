@@ -36,7 +36,8 @@ from fingerprint.verification.plan import VerifyOptions
 @click.option("--model-args", default="", help="Backend options as key=value,key=value.")
 @click.option("--probes", type=click.IntRange(4, 154), default=VerifyOptions.probes, show_default=True,
               help="Probe prompts; each is queried with the trigger and with a decoy (a two-word trigger: with "
-                   "each word alone).")
+                   "each word alone). A gate thinned by an erasure fine-tune or an input filter needs more: "
+                   "--test e-process --probes 154 reads up to all of them and stops when the evidence suffices.")
 @click.option("--alpha", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=VerifyOptions.alpha,
               show_default=True, help="False-certification bound.")
 @click.option("--test", "test_name", default=None,
