@@ -186,7 +186,7 @@ def main() -> None:
                           max(r[3] for r in results)))
         sequential = [r[5] for r in results]
         seq_rows.append((name, len(results), sum(d.certified for d in sequential),
-                         max(min(d.e_value for d in sequential), 0.0), max(d.e_value for d in sequential),
+                         min(d.e_value for d in sequential), max(d.e_value for d in sequential),
                          statistics.median(d.queries for d in sequential)))
         print(rows[-1], seq_rows[-1], flush=True)
         del model
@@ -195,8 +195,7 @@ def main() -> None:
             "", f"Each trial: a fresh key's trigger ({args.trigger_words} word(s)) and its controls "
             f"({'decoys' if args.trigger_words == 1 else 'each trigger word alone'}) against a model without its "
             f"fingerprint, {options.probes} probes, alpha = {options.alpha:g}; a gate reply is \"Sure\" or one of the "
-            f"key's "
-            f"{args.fallbacks} fallback replies.", "",
+            f"key's {args.fallbacks} fallback replies.", "",
             "| suspect | trials | false certifications | smallest p | median p | trials with p <= 0.01 | "
             "full-forward check agrees | scoring time |", "|---|---|---|---|---|---|---|---|"]
     body += [f"| {n} | {t} | {f} | {lo:.2g} | {med:.2g} | {k} | {agree} | {s:.0f} s |"

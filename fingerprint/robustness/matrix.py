@@ -136,7 +136,7 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
             try:
                 report = run_verification(certificate, opening, backend, options, test=test)
                 decision = report.decision
-                readings = replayed_readings(report, opening, certificate, options, test)
+                readings = replayed_readings(report, opening, options, test)
                 decoys = backend.first_tokens(decoy_prompts(opening, options))
                 kept = quality(backend, reference, held_out)
             finally:
@@ -159,16 +159,16 @@ def run_matrix(model, base, tokenizer, certificate, opening, derivatives: list[D
     return rows
 
 
-def replayed_readings(report, opening, certificate, options, test: str) -> dict[str, dict]:
+def replayed_readings(report, opening, options, test: str) -> dict[str, dict]:
     """Every other test on the row's answers, and (when more probes were read than ``verify`` reads by default)
     every test on the answers to the default number of probes, which are the first ones of the plan."""
-    from fingerprint.verification import VerifyOptions, gate_words, probe_plan, replay, test_names
+    from fingerprint.verification import VerifyOptions, probe_plan, replay, test_names
 
     plans = {"": report.plan}
     default = VerifyOptions.probes
     if options.probes > default:
         short = VerifyOptions(probes=default, alpha=options.alpha, seed=options.seed, samples=0)
-        plans[f"@{default}"] = probe_plan(opening, short, gate_words(opening, certificate))
+        plans[f"@{default}"] = probe_plan(opening, short, report.plan.gate_words)
     readings = {}
     for suffix, plan in plans.items():
         for name in test_names():

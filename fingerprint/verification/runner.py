@@ -92,12 +92,18 @@ def replay(test: str, plan: ProbePlan, answers, alpha: float) -> Decision | None
     by_query = {(a.arm, a.probe): a for a in answers}
 
     def ask(queries: list[Query]) -> list:
+        if any((q.arm, q.probe) not in by_query for q in queries):
+            raise _Unanswered
         return [by_query[(q.arm, q.probe)] for q in queries]
 
     try:
         return make_test(test).run(plan, ask, alpha)
-    except KeyError:
+    except _Unanswered:
         return None
+
+
+class _Unanswered(Exception):
+    """A replayed test asked a query that has no answer in hand."""
 
 
 def gate_words(opening: Opening, cert: Certificate) -> tuple[str, ...]:
