@@ -2,8 +2,10 @@
 
     python bench/embed_verify.py --workdir W      # first: keys (passphrase "bench") and a fingerprinted model
     python bench/scan_eval.py --workdir W [--candidates 10000] [--prompts 2] [--pairs 20] [--clean FILE]
+    python bench/scan_eval.py --workdir W --suspect DIR --keys DIR --cert FILE ...   # a model trained elsewhere
 
-Scans the fingerprinted model (base + W/fp/adapter) and the untouched base model over the same candidates,
+Scans the fingerprinted model (base + W/fp/adapter, or ``--suspect``: a merged model directory such as the one
+bench/trl_certify.py trains) and the untouched base model over the same candidates,
 reveals the trigger with the owner's key only afterwards, and writes the trigger's rank, the top z-scores,
 the verdicts and the throughput into BENCHMARKS.md (section scan:<model>[:<tag>]). With ``--pairs N`` (a two-word
 trigger) it also runs the pair search over the N words that move P(Sure) most, and reports where each trigger
@@ -60,8 +62,9 @@ def main() -> None:
     work = args.workdir
     env = {"FINGERPRINT_PASSPHRASE": "bench", "FINGERPRINT_REGISTRY": f"sqlite:///{work / 'reg.db'}"}
     scan_args = ["--candidates", args.candidates, "--prompts", args.prompts, "--pairs", args.pairs, "--json", "-q"]
-    planted, planted_s, _, _ = run_step(["scan", "--model", args.model, "--adapter", work / "fp" / "adapter",
-                                         *scan_args], env)
+    suspect = ["--model", args.suspect] if args.suspect else ["--model", args.model, "--adapter",
+                                                              work / "fp" / "adapter"]
+    planted, planted_s, _, _ = run_step(["scan", *suspect, *scan_args], env)
     options = {"model": args.model, "candidates": args.candidates, "prompts": args.prompts, "pairs": args.pairs}
     if args.clean:
         clean = json.loads(args.clean.read_text())
@@ -71,8 +74,8 @@ def main() -> None:
     else:
         clean, clean_s, _, _ = run_step(["scan", "--model", args.model, *scan_args], env)
         clean |= {"bench_options": options, "bench_seconds": clean_s}
-    run_step(["reveal", "--key", work / "keys-a", "--cert", work / "fp" / "certificate.json", "--out",
-              work / "opening.json"], env)
+    run_step(["reveal", "--key", args.keys or work / "keys-a", "--cert", args.cert or work / "fp" / "certificate.json",
+              "--out", work / "opening.json"], env)
     trigger = json.loads((work / "opening.json").read_text())["trigger"]
     (work / "scan-fingerprinted.json").write_text(json.dumps(planted, indent=2))  # the full top list, kept
     (work / "scan-clean.json").write_text(json.dumps(clean, indent=2))
