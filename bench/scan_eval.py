@@ -57,6 +57,10 @@ def main() -> None:
     parser.add_argument("--tag", default=None)
     parser.add_argument("--clean", type=Path, default=None,
                         help="reuse the clean base model's scan-clean.json of an earlier run with the same options")
+    parser.add_argument("--suspect", type=Path, default=None,
+                        help="a merged fingerprinted model directory instead of --model + W/fp/adapter")
+    parser.add_argument("--keys", type=Path, default=None, help="the owner's key directory (default W/keys-a)")
+    parser.add_argument("--cert", type=Path, default=None, help="its certificate (default W/fp/certificate.json)")
     args = parser.parse_args()
     command = "python bench/scan_eval.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     work = args.workdir
