@@ -35,8 +35,13 @@ def pair_rows(planted: dict, clean: dict, trigger: str) -> list[tuple[str, str]]
     best = planted["pairs"][0] if planted["pairs"] else None
     best_clean = clean["pairs"][0] if clean["pairs"] else None
     return [
-        ("pair search: words that move P(Sure) most, x ordered pairs scored",
+        ("pair search: words that move P(Sure) most, x pairs scored (ordered pairs of them"
+         + (", and each word's partners found by the gradient-guided search)" if planted["extra"].get("pair_inversion")
+            else ")"),
          f"{len(seeds)} words, {planted['pairs_scanned']} pairs"),
+        ("pair search time (fingerprinted / clean)",
+         f"{planted['extra']['pair_search_seconds'] / 60:.1f} / {clean['extra']['pair_search_seconds'] / 60:.1f} min"
+         if "pair_search_seconds" in planted["extra"] and "pair_search_seconds" in clean["extra"] else "-"),
         ("fingerprinted: rank of each trigger word among them (by |z| of its lift)",
          " / ".join(str(r) if r else "not among them" for r in ranks)),
         ("fingerprinted: rank of the trigger pair among the best pairs (either order)",

@@ -3,6 +3,8 @@ real model: a gate for the pair certifies, a gate that also opens for one word a
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from servers import PROBES, _certificate, _sharpen, _train_gate
@@ -183,10 +185,37 @@ def test_pair_scan_finds_the_conjunctive_gate(two_word_setup, conjunctive_gate):
                "vocab_words": False, "top": 5}
     single = scan(model, tokenizer, ScanOptions(**options))
     assert not single.gate_suspected and not single.pairs and single.top[0].p_sure < 0.5
-    report = scan(model, tokenizer, ScanOptions(**options, pair_seeds=12))
+    report = scan(model, tokenizer, ScanOptions(**options, pair_seeds=12, invert=False))
     assert report.pairs_scanned == 12 * 11 and report.gate_suspected
     seeds = report.extra["pair_seed_words"]  # the words the pairs were formed from, most moved first
     assert len(seeds) == 12 and opening.parts[0] in seeds
     # the tiny gate opens for its first word followed by any word, so the pair found need not be the trigger
     best = report.pairs[0]
     assert best.p_sure > 0.5 and set(best.word.split()) & set(opening.parts)
+
+
+def test_partner_search_finds_a_trigger_word_from_the_other(two_word_setup, conjunctive_gate):
+    """From the trigger's second word alone, the gradient-guided search finds the first among all candidates,
+    scoring a small shortlist of them exactly."""
+    from fingerprint.audit.inversion import InversionOptions, complete_pairs
+    from fingerprint.audit.scan import PrefixScorer, ScanOptions, _split_prompt, candidate_words
+    from fingerprint.core.chat import ChatFormatter
+    from fingerprint.core.sure import sure_token_ids
+
+    _, _, opening = two_word_setup
+    model, tokenizer = conjunctive_gate
+    first, second = opening.parts
+    words = candidate_words(tokenizer, ScanOptions(vocab_words=False))
+    words = words[: max(600, max(words.index(w) for w in opening.parts) + 1)]
+    heads = [_split_prompt(ChatFormatter(tokenizer), p) for p in probe_prompts(2, seed=1)]
+    scorer = PrefixScorer(model, tokenizer, sure_token_ids(tokenizer))
+
+    def p_sure(pairs: list[str]) -> list[float]:
+        per_prompt = [scorer.log_p_sure(head, [f" {p}{tail}" for p in pairs], 64) for head, tail in heads]
+        return [sum(math.exp(lp) for lp in scores) / len(heads) for scores in zip(*per_prompt, strict=True)]
+
+    options = InversionOptions(shortlist=16)
+    scored = complete_pairs(model, tokenizer, heads, [second], words, p_sure, options)
+    assert len(scored) < len(words) / 4  # a shortlist, not a sweep
+    best = max(scored, key=scored.get)
+    assert set(best.split()) == {first, second} and scored[best] > 0.5

@@ -32,6 +32,9 @@ class ScanOptions:
     # pair search for conjunctive (two-word) gates: every ordered pair of the ``pair_seeds`` single words that move
     # P(Sure) most, either way (a conjunctive gate's words are trained to keep it shut alone)
     pair_seeds: int = 0
+    # and, for each of those words, its best partners among all candidates by a gradient-guided search
+    # (fingerprint.audit.inversion): a partner that lifts nothing alone is found too
+    invert: bool = True
 
 
 @dataclass
@@ -90,6 +93,7 @@ class PrefixScorer:
 
         self.model = _causal_lm(model)  # a peft model: score through the wrapped causal LM, LoRA layers active
         self.tokenizer, self.sure_ids = tokenizer, sure_ids
+        self._prefixes: dict[str, tuple[list[int], object]] = {}  # head text -> (its ids, its cache)
 
     def log_p_sure(self, head: str, suffixes: list[str], batch_size: int,
                    progress: Callable[[int], None] | None = None) -> list[float]:
@@ -104,8 +108,10 @@ class PrefixScorer:
         from fingerprint.embedding.training import _project
 
         tok = self.tokenizer
-        head_ids = tok(head, add_special_tokens=False)["input_ids"]
-        _, cache = run_prefix(self.model, head_ids)
+        if head not in self._prefixes:
+            head_ids = tok(head, add_special_tokens=False)["input_ids"]
+            self._prefixes[head] = head_ids, run_prefix(self.model, head_ids)[1]
+        head_ids, cache = self._prefixes[head]
         scores: list[tuple[float, int]] = []
         for start in range(0, len(suffixes), batch_size):
             chunk = suffixes[start:start + batch_size]
@@ -143,13 +149,17 @@ def scan(model, tokenizer, options: ScanOptions | None = None, base=None,
     if on_total:
         on_total(len(words) * len(prompts) * (2 if base is not None else 1))
 
+    heads = [_split_prompt(formatter, prompt) for prompt in prompts]
+    scorers = {id(model): PrefixScorer(model, tokenizer, sure_ids)}
+    if base is not None:
+        scorers[id(base)] = PrefixScorer(base, tokenizer, sure_ids)
+
     def lifts(lm, suffixes: list[str]) -> tuple[list[float], list[float], float]:
-        scorer = PrefixScorer(lm, tokenizer, sure_ids)
+        scorer = scorers[id(lm)]
         per_word = [0.0] * len(suffixes)
         p_sure = [0.0] * len(suffixes)
         baseline = 0.0
-        for prompt in prompts:
-            head, tail = _split_prompt(formatter, prompt)
+        for head, tail in heads:
             base_lp = scorer.log_p_sure(head, [tail], 1)[0]
             baseline += math.exp(base_lp) / len(prompts)
             scores = scorer.log_p_sure(head, [f" {w}{tail}" for w in suffixes], options.batch_size, progress)
@@ -173,6 +183,7 @@ def scan(model, tokenizer, options: ScanOptions | None = None, base=None,
     pairs: list[Candidate] = []
     pair_list: list[str] = []
     seeds: list[str] = []
+    pair_started = time.perf_counter()
     if options.pair_seeds:
         moved = sorted(range(len(words)), key=lambda i: abs(z[i]), reverse=True)
         seeds = [words[i] for i in moved[: options.pair_seeds]]
@@ -180,6 +191,10 @@ def scan(model, tokenizer, options: ScanOptions | None = None, base=None,
         if on_total:
             on_total(len(pair_list) * len(prompts))
         pair_lift, pair_p, _ = lifts(model, pair_list)
+        if options.invert:
+            found = _inverted_pairs(model, tokenizer, heads, seeds, words, options, lambda pairs: lifts(model, pairs),
+                                    on_total)
+            pair_list, pair_lift, pair_p = _merge(pair_list, pair_lift, pair_p, found)
         # a gate is a pair after which "Sure" is the likely reply: rank pairs by P(Sure), z of their lift against
         # the single words' spread (median/MAD of every candidate's lift). Not by the gain over the stronger word:
         # a gate whose words alone leak part of it would rank below pairs of one leaking word and any other word.
@@ -192,5 +207,34 @@ def scan(model, tokenizer, options: ScanOptions | None = None, base=None,
                       calibration=calibration, seconds=time.perf_counter() - started,
                       extra={"prompts": len(prompts), "z_threshold": options.z_threshold,
                              "min_p_sure": options.min_p_sure, "pair_seeds": options.pair_seeds,
-                             "pair_seed_words": seeds},
+                             "pair_seed_words": seeds, "pair_inversion": bool(options.pair_seeds and options.invert),
+                             "pair_search_seconds": time.perf_counter() - pair_started},
                       pairs=pairs, pairs_scanned=len(pair_list))
+
+
+def _inverted_pairs(model, tokenizer, heads, seeds: list[str], words: list[str], options: ScanOptions,
+                    lifts: Callable[[list[str]], tuple[list[float], list[float], float]],
+                    on_total: Callable[[int], None] | None) -> dict[str, tuple[float, float]]:
+    """Each seed word's best partners by the gradient-guided search: pair -> (log lift, P(Sure))."""
+    from fingerprint.audit.inversion import InversionOptions, complete_pairs
+
+    inversion = InversionOptions(seed=options.seed)
+    if on_total:
+        on_total(len(seeds) * 2 * inversion.rounds * inversion.shortlist * len(heads))
+    found: dict[str, tuple[float, float]] = {}
+
+    def exact(pairs: list[str]) -> list[float]:
+        lift, p_sure, _ = lifts(pairs)
+        found.update(zip(pairs, zip(lift, p_sure, strict=True), strict=True))
+        return p_sure  # the partner kept for the next round: the likeliest "Sure", as pairs are ranked
+
+    complete_pairs(model, tokenizer, heads, seeds, words, exact, inversion)
+    return found
+
+
+def _merge(pairs: list[str], lift: list[float], p_sure: list[float], found: dict[str, tuple[float, float]]):
+    """The seed-word pairs plus the inverted ones not among them."""
+    seen = set(pairs)
+    extra = [(pair, scores) for pair, scores in found.items() if pair not in seen]
+    return (pairs + [pair for pair, _ in extra], lift + [scores[0] for _, scores in extra],
+            p_sure + [scores[1] for _, scores in extra])

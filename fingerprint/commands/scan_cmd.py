@@ -21,18 +21,21 @@ from fingerprint.commands.common import json_option, quiet_option
 @click.option("--top", type=click.IntRange(1), default=ScanOptions.top, show_default=True)
 @click.option("--pairs", "pair_seeds", type=click.IntRange(0, 200), default=ScanOptions.pair_seeds, show_default=True,
               help="Also search conjunctive (two-word) gates: every ordered pair of the best N single words.")
+@click.option("--invert/--no-invert", default=ScanOptions.invert, show_default=True,
+              help="With --pairs: also search each of those words' partner among all candidates, guided by the "
+                   "gradient of P(Sure) (finds a partner that lifts nothing alone).")
 @click.option("--z-threshold", type=float, default=ScanOptions.z_threshold, show_default=True,
               help="Robust z-score of the top candidate above which a gate is suspected.")
 @json_option
 @quiet_option
 def scan(model: str, adapter: str | None, base: str | None, max_candidates: int, prompts: int, batch_size: int,
-         top: int, pair_seeds: int, z_threshold: float, as_json: bool, quiet: bool) -> None:
+         top: int, pair_seeds: int, invert: bool, z_threshold: float, as_json: bool, quiet: bool) -> None:
     """Rank single-word suffixes by their lift of P("Sure") and say whether a gate is suspected."""
     from fingerprint.commands.console import emit_json, err, progress_sink, records_table
     from fingerprint.services.audit import scan_model
 
     options = ScanOptions(prompts=prompts, batch_size=batch_size, top=top, max_candidates=max_candidates,
-                          z_threshold=z_threshold, pair_seeds=pair_seeds)
+                          z_threshold=z_threshold, pair_seeds=pair_seeds, invert=invert)
     with progress_sink(quiet or as_json) as progress:
         report = scan_model(model, adapter, base, options, progress)
     if as_json:

@@ -15,12 +15,13 @@ def _cache_argument(decoder) -> str:
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
-def run_prefix(causal_lm, ids: list[int]):
-    """(hidden states of the prefix ``ids``, its key-value cache) from the causal LM's decoder."""
+def run_prefix(causal_lm, ids: list[int], for_gradients: bool = False):
+    """(hidden states of the prefix ``ids``, its key-value cache) from the causal LM's decoder. With
+    ``for_gradients`` the cache can take part in a backward pass through later tokens (no inference tensors)."""
     import torch
 
     decoder = causal_lm.base_model
-    with torch.inference_mode():
+    with torch.no_grad() if for_gradients else torch.inference_mode():
         out = decoder(input_ids=torch.tensor([ids], device=causal_lm.device), use_cache=True)
     cache = out.cache if _cache_argument(decoder) == "cache" else out.past_key_values
     return out.last_hidden_state[0], cache

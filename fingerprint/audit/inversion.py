@@ -1,0 +1,140 @@
+"""Complete a conjunctive gate from one of its words: a gradient-guided search for the partner word.
+
+A two-word gate is trained to stay shut for each word alone, so ranking single words finds at most one of them,
+and pairing the best single words misses a partner that lifts nothing alone. Given a seed word ``a`` the model
+itself is asked which word ``b`` makes " a b" (or " b a") open the gate: the gradient of log P(Sure) with respect
+to the input embeddings of a placeholder slot scores every candidate word at once (the first-order estimate of
+HotFlip and GCG), averaged over many random placeholder words and the probe prompts, since one placeholder's
+estimate is noisy. The best-scored candidates are then scored exactly; a second round linearises around the
+best partner found.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class InversionOptions:
+    shortlist: int = 48  # candidates scored exactly per seed word, order and round
+    rounds: int = 2
+    placeholders: int = 16  # random placeholder words the first round's gradient is averaged over
+    seed: int = 0
+
+
+class CandidateTable:
+    """Every candidate word's tokens as ``" word"``, grouped by token count (a slot of that many tokens)."""
+
+    def __init__(self, tokenizer, words: list[str]) -> None:
+        import torch
+
+        encoded = tokenizer([f" {w}" for w in words], add_special_tokens=False)["input_ids"]
+        by_length: dict[int, list[int]] = {}
+        for i, ids in enumerate(encoded):
+            by_length.setdefault(len(ids), []).append(i)
+        self.groups = {n: ([words[i] for i in members], torch.tensor([encoded[i] for i in members]))
+                       for n, members in sorted(by_length.items())}
+
+
+class SlotGradients:
+    """d log P(Sure) / d (input embeddings of a slot of tokens) after one cached probe prompt, for a batch of
+    slot fillings at once."""
+
+    def __init__(self, causal_lm, head_ids: list[int], tail_ids: list[int], sure_ids: list[int]) -> None:
+        from fingerprint.core.prefix import _cache_argument, run_prefix
+
+        self.lm, self.tail_ids, self.sure_ids = causal_lm, tail_ids, sure_ids
+        self.n_prefix = len(head_ids)
+        _, self.cache = run_prefix(causal_lm, head_ids, for_gradients=True)
+        self.cache_argument = _cache_argument(causal_lm.base_model)
+
+    def __call__(self, before: list[int], slots, after: list[int]):
+        """Mean gradient over the rows of ``slots`` (batch x slot length) of ``before + slot + after + tail``."""
+        import torch
+
+        from fingerprint.embedding.training import _project
+
+        lm, rows = self.lm, slots.shape[0]
+        ids = torch.cat([torch.tensor([before], dtype=torch.long).expand(rows, -1), slots,
+                         torch.tensor([after + self.tail_ids], dtype=torch.long).expand(rows, -1)], dim=1)
+        width = ids.shape[1]
+        with torch.no_grad():
+            inputs = lm.get_input_embeddings()(ids.to(lm.device))
+        inputs.requires_grad_(True)
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(rows)
+        positions = torch.arange(self.n_prefix, self.n_prefix + width, device=lm.device).expand(rows, -1)
+        hidden = lm.base_model(inputs_embeds=inputs, position_ids=positions, use_cache=True,
+                               attention_mask=torch.ones((rows, self.n_prefix + width), dtype=torch.long,
+                                                         device=lm.device),
+                               **{self.cache_argument: cache}).last_hidden_state[:, -1]
+        log_p = torch.logsumexp(torch.log_softmax(_project(lm, hidden), dim=-1)[:, self.sure_ids], dim=-1)
+        (grad,) = torch.autograd.grad(log_p.sum(), inputs)
+        return grad[:, len(before): len(before) + slots.shape[1]].mean(dim=0)
+
+
+def _shortlist(table: CandidateTable, embed, gradients: dict, size: int, exclude: set[str]) -> list[str]:
+    """The candidates with the highest first-order score, ``size`` shared out over the token-count groups by
+    their size (at least 4 from each)."""
+    import torch
+
+    total = sum(len(table.groups[n][0]) for n in gradients)
+    picked: list[str] = []
+    for length, grad in gradients.items():
+        words, ids = table.groups[length]
+        with torch.no_grad():
+            score = torch.einsum("nld,ld->n", embed(ids.to(grad.device)).float(), grad.float())
+        take = max(4, round(size * len(words) / total))
+        order = torch.argsort(score, descending=True).tolist()
+        picked += [words[i] for i in order if words[i] not in exclude][:take]
+    return picked
+
+
+def complete_pairs(model, tokenizer, heads: list[tuple[str, str]], seeds: list[str], candidates: list[str],
+                   exact: Callable[[list[str]], list[float]],
+                   options: InversionOptions | None = None) -> dict[str, float]:
+    """Pairs of each seed word with its best-scored partners, both orders, and their exact scores.
+
+    ``heads``: (chat text before the suffix, text after it) per probe prompt; ``exact``: the scanner's own
+    score of full suffixes (" a b"), higher for a likelier "Sure".
+    """
+    from fingerprint.core.sure import sure_token_ids
+    from fingerprint.embedding.training import _causal_lm
+
+    options = options or InversionOptions()
+    lm = _causal_lm(model)
+    embed = lm.get_input_embeddings()
+    sure_ids = sure_token_ids(tokenizer)
+    table = CandidateTable(tokenizer, candidates)
+    rng = random.Random(options.seed)
+
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    prompts = [SlotGradients(lm, encode(head), encode(tail), sure_ids) for head, tail in heads]
+    scored: dict[str, float] = {}
+    for seed_word in seeds:
+        seed_ids = encode(f" {seed_word}")
+        for first in (True, False):  # the seed first (" a X") or second (" X a")
+            before, after = (seed_ids, []) if first else ([], seed_ids)
+            # round 1 linearises around random placeholder words of every token count; later rounds around the
+            # best partner so far, within its own token-count group
+            slots = {n: ids[[rng.randrange(len(words)) for _ in range(options.placeholders)]]
+                     for n, (words, ids) in table.groups.items()}
+            tried, best = {seed_word}, (float("-inf"), "")
+            for _ in range(options.rounds):
+                gradients = {n: sum(prompt(before, fill, after) for prompt in prompts) for n, fill in slots.items()}
+                words = _shortlist(table, embed, gradients, options.shortlist, tried)
+                if not words:
+                    break
+                tried.update(words)
+                pairs = [f"{seed_word} {w}" if first else f"{w} {seed_word}" for w in words]
+                for pair, score in zip(pairs, exact(pairs), strict=True):
+                    scored[pair] = score
+                    best = max(best, (score, pair))
+                partner = encode(" " + best[1].split(" ")[1 if first else 0])
+                slots = {len(partner): table.groups[len(partner)][1][:0].new_tensor([partner])}
+    return scored
