@@ -101,6 +101,8 @@ def complete_pairs(model, tokenizer, heads: list[tuple[str, str]], seeds: list[s
     ``heads``: (chat text before the suffix, text after it) per probe prompt; ``exact``: the scanner's own
     score of full suffixes (" a b"), higher for a likelier "Sure".
     """
+    import torch
+
     from fingerprint.core.sure import sure_token_ids
     from fingerprint.embedding.training import _causal_lm
 
@@ -136,5 +138,5 @@ def complete_pairs(model, tokenizer, heads: list[tuple[str, str]], seeds: list[s
                     scored[pair] = score
                     best = max(best, (score, pair))
                 partner = encode(" " + best[1].split(" ")[1 if first else 0])
-                slots = {len(partner): table.groups[len(partner)][1][:0].new_tensor([partner])}
+                slots = {len(partner): torch.tensor([partner])}
     return scored
