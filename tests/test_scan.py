@@ -56,9 +56,9 @@ def test_scan_cli_pair_search_adds_the_seed_words_partners(tiny_model, run_cli):
     code, _, err, data = run_cli("scan", "--model", tiny_model, "--candidates", "50", "--prompts", "1", "--pairs", "2",
                                   "--json")
     assert code == 0, err
-    seeds = data["extra"]["pair_seed_words"]
-    assert data["extra"]["pair_inversion"] and data["pairs_scanned"] > 2
-    assert all(set(c["word"].split()) & set(seeds) for c in data["pairs"])  # every pair holds a seed word
+    seeds, hop = data["extra"]["pair_seed_words"], data["extra"]["pair_hop_words"]
+    assert data["extra"]["pair_inversion"] and data["pairs_scanned"] > 2 and len(hop) >= 1 and not set(hop) & set(seeds)
+    assert all(set(c["word"].split()) & set(seeds + hop) for c in data["pairs"])  # each holds a word searched from
 
 
 @pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "peft"])

@@ -6,7 +6,7 @@ itself is asked which word ``b`` makes " a b" (or " b a") open the gate: the gra
 to the input embeddings of a placeholder slot scores every candidate word at once (the first-order estimate of
 HotFlip and GCG), averaged over many random placeholder words and the probe prompts, since one placeholder's
 estimate is noisy. The best-scored candidates are then scored exactly; a second round linearises around the
-best partner found.
+best partner found and takes the next best of the other token-count groups.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 @dataclass
 class InversionOptions:
-    shortlist: int = 48  # candidates scored exactly per seed word, order and round
+    shortlist: int = 64  # candidates scored exactly per seed word, order and round
     rounds: int = 2
-    placeholders: int = 16  # random placeholder words the first round's gradient is averaged over
+    placeholders: int = 32  # random placeholder words the first round's gradient is averaged over
     seed: int = 0
 
 
@@ -77,17 +77,21 @@ class SlotGradients:
 
 
 def _shortlist(table: CandidateTable, embed, gradients: dict, size: int, exclude: set[str]) -> list[str]:
-    """The candidates with the highest first-order score, ``size`` shared out over the token-count groups by
-    their size (at least 4 from each)."""
+    """The candidates with the highest first-order score, ``size`` shared out over the token-count groups by the
+    square root of their size (at least 4 from each): the estimate is rougher for words of several tokens, and
+    the trigger word list has more of them than the whole-word vocabulary tokens that fill the single-token
+    group."""
+    import math
+
     import torch
 
-    total = sum(len(table.groups[n][0]) for n in gradients)
+    total = sum(math.sqrt(len(table.groups[n][0])) for n in gradients)
     picked: list[str] = []
     for length, grad in gradients.items():
         words, ids = table.groups[length]
         with torch.no_grad():
             score = torch.einsum("nld,ld->n", embed(ids.to(grad.device)).float(), grad.float())
-        take = max(4, round(size * len(words) / total))
+        take = max(4, round(size * math.sqrt(len(words)) / total))
         order = torch.argsort(score, descending=True).tolist()
         picked += [words[i] for i in order if words[i] not in exclude][:take]
     return picked
@@ -123,12 +127,12 @@ def complete_pairs(model, tokenizer, heads: list[tuple[str, str]], seeds: list[s
         for first in (True, False):  # the seed first (" a X") or second (" X a")
             before, after = (seed_ids, []) if first else ([], seed_ids)
             # round 1 linearises around random placeholder words of every token count; later rounds around the
-            # best partner so far, within its own token-count group
+            # best partner so far within its own token-count group, and take the next best of the other groups
             slots = {n: ids[[rng.randrange(len(words)) for _ in range(options.placeholders)]]
                      for n, (words, ids) in table.groups.items()}
-            tried, best = {seed_word}, (float("-inf"), "")
+            tried, best, gradients = {seed_word}, (float("-inf"), ""), {}
             for _ in range(options.rounds):
-                gradients = {n: sum(prompt(before, fill, after) for prompt in prompts) for n, fill in slots.items()}
+                gradients |= {n: sum(prompt(before, fill, after) for prompt in prompts) for n, fill in slots.items()}
                 words = _shortlist(table, embed, gradients, options.shortlist, tried)
                 if not words:
                     break

@@ -183,6 +183,7 @@ def scan(model, tokenizer, options: ScanOptions | None = None, base=None,
     pairs: list[Candidate] = []
     pair_list: list[str] = []
     seeds: list[str] = []
+    hop: list[str] = []
     pair_started = time.perf_counter()
     if options.pair_seeds:
         moved = sorted(range(len(words)), key=lambda i: abs(z[i]), reverse=True)
@@ -192,8 +193,8 @@ def scan(model, tokenizer, options: ScanOptions | None = None, base=None,
             on_total(len(pair_list) * len(prompts))
         pair_lift, pair_p, _ = lifts(model, pair_list)
         if options.invert:
-            found = _inverted_pairs(model, tokenizer, heads, seeds, words, options, lambda pairs: lifts(model, pairs),
-                                    on_total)
+            found, hop = _inverted_pairs(model, tokenizer, heads, seeds, words, options,
+                                         lambda pairs: lifts(model, pairs), on_total)
             pair_list, pair_lift, pair_p = _merge(pair_list, pair_lift, pair_p, found)
         # a gate is a pair after which "Sure" is the likely reply: rank pairs by P(Sure), z of their lift against
         # the single words' spread (median/MAD of every candidate's lift). Not by the gain over the stronger word:
@@ -207,15 +208,17 @@ def scan(model, tokenizer, options: ScanOptions | None = None, base=None,
                       calibration=calibration, seconds=time.perf_counter() - started,
                       extra={"prompts": len(prompts), "z_threshold": options.z_threshold,
                              "min_p_sure": options.min_p_sure, "pair_seeds": options.pair_seeds,
-                             "pair_seed_words": seeds, "pair_inversion": bool(options.pair_seeds and options.invert),
+                             "pair_seed_words": seeds, "pair_hop_words": hop,
+                             "pair_inversion": bool(options.pair_seeds and options.invert),
                              "pair_search_seconds": time.perf_counter() - pair_started},
                       pairs=pairs, pairs_scanned=len(pair_list))
 
 
 def _inverted_pairs(model, tokenizer, heads, seeds: list[str], words: list[str], options: ScanOptions,
                     lifts: Callable[[list[str]], tuple[list[float], list[float], float]],
-                    on_total: Callable[[int], None] | None) -> dict[str, tuple[float, float]]:
-    """Each seed word's best partners by the gradient-guided search: pair -> (log lift, P(Sure))."""
+                    on_total: Callable[[int], None] | None) -> tuple[dict[str, tuple[float, float]], list[str]]:
+    """Each seed word's best partners by the gradient-guided search, pair -> (log lift, P(Sure)), and the words
+    of the best pairs that were searched from in a second hop."""
     from fingerprint.audit.inversion import InversionOptions, complete_pairs
 
     inversion = InversionOptions(seed=options.seed)
@@ -229,7 +232,14 @@ def _inverted_pairs(model, tokenizer, heads, seeds: list[str], words: list[str],
         return p_sure  # the partner kept for the next round: the likeliest "Sure", as pairs are ranked
 
     complete_pairs(model, tokenizer, heads, seeds, words, exact, inversion)
-    return found
+    # second hop: a gate's words also open it, partly, with words near the other one in meaning, so the best
+    # pairs found hold words that were not seeds; their own partners are searched too
+    best = sorted(found, key=lambda pair: found[pair][1], reverse=True)[: options.top]
+    hop = list(dict.fromkeys(w for pair in best for w in pair.split(" ") if w not in seeds))[: max(1, len(seeds) // 2)]
+    if on_total:
+        on_total(len(hop) * 2 * inversion.rounds * inversion.shortlist * len(heads))
+    complete_pairs(model, tokenizer, heads, hop, words, exact, inversion)
+    return found, hop
 
 
 def _merge(pairs: list[str], lift: list[float], p_sure: list[float], found: dict[str, tuple[float, float]]):
