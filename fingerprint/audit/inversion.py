@@ -6,7 +6,7 @@ itself is asked which word ``b`` makes " a b" (or " b a") open the gate: the gra
 to the input embeddings of a placeholder slot scores every candidate word at once (the first-order estimate of
 HotFlip and GCG), averaged over many random placeholder words and the probe prompts, since one placeholder's
 estimate is noisy. The best-scored candidates are then scored exactly; a second round linearises around the
-best partner found and takes the next best of the other token-count groups.
+best partner found in each token-count group.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 @dataclass
 class InversionOptions:
-    shortlist: int = 64  # candidates scored exactly per seed word, order and round
+    shortlist: int = 96  # candidates scored exactly per seed word, order and round
     rounds: int = 2
     placeholders: int = 32  # random placeholder words the first round's gradient is averaged over
     seed: int = 0
@@ -126,21 +126,22 @@ def complete_pairs(model, tokenizer, heads: list[tuple[str, str]], seeds: list[s
         seed_ids = encode(f" {seed_word}")
         for first in (True, False):  # the seed first (" a X") or second (" X a")
             before, after = (seed_ids, []) if first else ([], seed_ids)
-            # round 1 linearises around random placeholder words of every token count; later rounds around the
-            # best partner so far within its own token-count group, and take the next best of the other groups
+            # round 1 linearises around random placeholder words of every token count, later rounds around the
+            # best-scored word of each token-count group so far (closer to the gate, a better estimate there)
             slots = {n: ids[[rng.randrange(len(words)) for _ in range(options.placeholders)]]
                      for n, (words, ids) in table.groups.items()}
-            tried, best, gradients = {seed_word}, (float("-inf"), ""), {}
+            tried = {seed_word}
+            best: dict[int, tuple[float, str]] = {}
             for _ in range(options.rounds):
-                gradients |= {n: sum(prompt(before, fill, after) for prompt in prompts) for n, fill in slots.items()}
+                gradients = {n: sum(prompt(before, fill, after) for prompt in prompts) for n, fill in slots.items()}
                 words = _shortlist(table, embed, gradients, options.shortlist, tried)
                 if not words:
                     break
                 tried.update(words)
                 pairs = [f"{seed_word} {w}" if first else f"{w} {seed_word}" for w in words]
-                for pair, score in zip(pairs, exact(pairs), strict=True):
+                for word, pair, score in zip(words, pairs, exact(pairs), strict=True):
                     scored[pair] = score
-                    best = max(best, (score, pair))
-                partner = encode(" " + best[1].split(" ")[1 if first else 0])
-                slots = {len(partner): torch.tensor([partner])}
+                    length = len(encode(f" {word}"))
+                    best[length] = max(best.get(length, (float("-inf"), "")), (score, word))
+                slots = {n: torch.tensor([encode(f" {word}")]) for n, (_, word) in best.items()}
     return scored
