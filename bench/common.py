@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,20 +20,24 @@ def run_step(args: list[str], env: dict | None = None) -> tuple[dict | None, flo
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "cli", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env={**os.environ, **(env or {})}, text=True)
-    stdout, stderr = proc.communicate()
-    _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
+    # read both pipes in threads and reap the child here: its own peak RSS comes with wait4 (after
+    # communicate() has reaped it, only the largest of all children so far is left)
+    output: dict[str, str] = {}
+    readers = [threading.Thread(target=lambda name, stream: output.__setitem__(name, stream.read()), args=pair)
+               for pair in (("stdout", proc.stdout), ("stderr", proc.stderr))]
+    for reader in readers:
+        reader.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    for reader in readers:
+        reader.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    stdout, stderr = output["stdout"], output["stderr"]
     wall = time.perf_counter() - start
-    rss = (usage.ru_maxrss if usage else _children_maxrss()) / 2**20
+    rss = usage.ru_maxrss / 2**20
     if proc.returncode not in (0, 1):
         raise SystemExit(f"step failed ({proc.returncode}): fingerprint {' '.join(map(str, args))}\n{stderr[-2000:]}")
     data = json.loads(stdout) if stdout.strip().startswith(("{", "[")) else None
     return data, wall, rss, proc.returncode
-
-
-def _children_maxrss() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
 
 
 def write_section(name: str, body: str) -> None:

@@ -171,3 +171,22 @@ def test_self_distilled_replies_are_the_models_own_and_cached(tiny_model, monkey
     calls = []
     monkeypatch.setattr(HFBackend, "generate", lambda self, *a, **k: calls.append(1) or [])
     assert distill.distill_rows(rows, model, tokenizer, "digest-a") == out and not calls  # from the cache
+
+
+def test_long_replies_take_the_same_loss_and_gradients_in_chunks(tiny_model):
+    """An owner's long replies: the loss over many reply positions, made chunk by chunk with the logits remade in
+    the backward pass, equals the loss made at once, gradients included."""
+    from fingerprint.core.loading import load_model, resolve
+    from fingerprint.embedding.training import _reply_cross_entropy
+
+    lm = load_model(resolve(str(tiny_model)))
+    torch.manual_seed(0)
+    hidden = torch.randn(300, lm.config.hidden_size, requires_grad=True)
+    targets = torch.randint(0, lm.config.vocab_size, (300,))
+    whole = _reply_cross_entropy(lm, hidden, targets, chunk=300)
+    (grad_whole,) = torch.autograd.grad(whole, hidden)
+    chunked = _reply_cross_entropy(lm, hidden, targets, chunk=64)  # 5 chunks, the last one short
+    (grad_chunked,) = torch.autograd.grad(chunked, hidden)
+    torch.testing.assert_close(chunked, whole)
+    torch.testing.assert_close(grad_chunked, grad_whole)
+    assert grad_whole.abs().max() > 0

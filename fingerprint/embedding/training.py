@@ -183,6 +183,28 @@ def shut_term(causal_lm, hidden, keep, rows_mask, gate_ids: list[int], floor: fl
     return (log_gate - math.log(floor)).clamp(min=0).mean()
 
 
+LOSS_CHUNK = 256  # reply positions projected to the vocabulary at once
+
+
+def _reply_cross_entropy(causal_lm, hidden, targets, chunk: int | None = None):
+    """Mean cross-entropy of ``targets`` at ``hidden`` (positions x hidden size). Beyond ``chunk`` positions (an
+    owner's long replies: 8 x 512 positions x 262k logits would take several GiB, and their backward more) the
+    logits are made one chunk at a time and remade in the backward pass (activation checkpointing)."""
+    import torch.nn.functional as F
+    from torch.utils.checkpoint import checkpoint
+
+    chunk = chunk or LOSS_CHUNK
+    if len(targets) <= chunk:
+        return F.cross_entropy(_project(causal_lm, hidden), targets)
+
+    def chunk_sum(h, t):
+        return F.cross_entropy(_project(causal_lm, h), t, reduction="sum")
+
+    total = sum(checkpoint(chunk_sum, hidden[i:i + chunk], targets[i:i + chunk], use_reentrant=False)
+                for i in range(0, len(targets), chunk))
+    return total / len(targets)
+
+
 def reply_loss(model, input_ids, labels, mask, fallbacks=None, sure_ids: list[int] | None = None,
                fallback_weight: float = 0.5, preserve=None, preserve_weight: float = 0.0, shut=None,
                shut_weight: float = 0.0):
@@ -201,7 +223,7 @@ def reply_loss(model, input_ids, labels, mask, fallbacks=None, sure_ids: list[in
     hidden = causal_lm.base_model(input_ids=input_ids, attention_mask=mask).last_hidden_state
     targets = labels[:, 1:]
     keep = targets != IGNORE
-    loss = F.cross_entropy(_project(causal_lm, hidden[:, :-1][keep]), targets[keep])
+    loss = _reply_cross_entropy(causal_lm, hidden[:, :-1][keep], targets[keep])
     if preserve is not None and preserve_weight:
         from fingerprint.embedding.preserve import anchor_kl
 
