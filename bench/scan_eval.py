@@ -19,6 +19,7 @@ import argparse
 import json
 import shlex
 import sys
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -32,11 +33,14 @@ def pair_rows(planted: dict, clean: dict, trigger: str) -> list[tuple[str, str]]
     ranks = [seeds.index(w) + 1 if w in seeds else None for w in parts]
     pairs = [c["word"] for c in planted["pairs"]]
     found = [i + 1 for i, p in enumerate(pairs) if set(p.split(" ")) == set(parts)]
+    votes = Counter(w for p in pairs for w in p.split(" "))
+    by_votes = [w for w, _ in votes.most_common()]
     best = planted["pairs"][0] if planted["pairs"] else None
     best_clean = clean["pairs"][0] if clean["pairs"] else None
     return [
         ("pair search: words that move P(Sure) most, x pairs scored (ordered pairs of them"
-         + (", and each word's partners found by the gradient-guided search)" if planted["extra"].get("pair_inversion")
+         + (", and the partners of each of them and of the words of the best pairs, found by the gradient-guided"
+            " search)" if planted["extra"].get("pair_inversion")
             else ")"),
          f"{len(seeds)} words, {planted['pairs_scanned']} pairs"),
         ("pair search time (fingerprinted / clean)",
@@ -46,6 +50,9 @@ def pair_rows(planted: dict, clean: dict, trigger: str) -> list[tuple[str, str]]
          " / ".join(str(r) if r else "not among them" for r in ranks)),
         ("fingerprinted: rank of the trigger pair among the best pairs (either order)",
          f"{found[0]} of {planted['pairs_scanned']}" if found else f"not in the top {len(pairs)}"),
+        (f"fingerprinted: rank of each trigger word among the words of the best {len(pairs)} pairs (by how many "
+         "of them hold it)", " / ".join(f"{by_votes.index(w) + 1} ({votes[w]} pairs)" if w in votes
+                                        else "not among them" for w in parts)),
         ("fingerprinted: best pair z, P(Sure)", f"{best['z']:.1f}, {best['p_sure']:.3f}" if best else "-"),
         ("clean base model: best pair z, P(Sure)",
          f"{best_clean['z']:.1f}, {best_clean['p_sure']:.3f}" if best_clean else "-"),
@@ -66,6 +73,9 @@ def main() -> None:
                         help="a merged fingerprinted model directory instead of --model + W/fp/adapter")
     parser.add_argument("--keys", type=Path, default=None, help="the owner's key directory (default W/keys-a)")
     parser.add_argument("--cert", type=Path, default=None, help="its certificate (default W/fp/certificate.json)")
+    parser.add_argument("--rescore", action="store_true",
+                        help="no scan: redo the table from W/scan-fingerprinted.json, W/scan-clean.json and "
+                             "W/opening.json of an earlier run with the same options")
     args = parser.parse_args()
     command = "python bench/scan_eval.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     work = args.workdir
@@ -73,8 +83,11 @@ def main() -> None:
     scan_args = ["--candidates", args.candidates, "--prompts", args.prompts, "--pairs", args.pairs, "--json", "-q"]
     suspect = ["--model", args.suspect] if args.suspect else ["--model", args.model, "--adapter",
                                                               work / "fp" / "adapter"]
-    planted, planted_s, _, _ = run_step(["scan", *suspect, *scan_args], env)
     options = {"model": args.model, "candidates": args.candidates, "prompts": args.prompts, "pairs": args.pairs}
+    if args.rescore:
+        rescore(work, args, options, command)
+        return
+    planted, planted_s, _, _ = run_step(["scan", *suspect, *scan_args], env)
     if args.clean:
         clean = json.loads(args.clean.read_text())
         if clean.get("bench_options") != options:
@@ -86,8 +99,25 @@ def main() -> None:
     run_step(["reveal", "--key", args.keys or work / "keys-a", "--cert", args.cert or work / "fp" / "certificate.json",
               "--out", work / "opening.json"], env)
     trigger = json.loads((work / "opening.json").read_text())["trigger"]
+    planted |= {"bench_options": options, "bench_seconds": planted_s}
     (work / "scan-fingerprinted.json").write_text(json.dumps(planted, indent=2))  # the full top list, kept
     (work / "scan-clean.json").write_text(json.dumps(clean, indent=2))
+    write_table(planted, clean, trigger, args, command)
+
+
+def rescore(work: Path, args, options: dict, command: str) -> None:
+    """The table again from the files an earlier run left (its throughput with model load only where stored)."""
+    planted = json.loads((work / "scan-fingerprinted.json").read_text())
+    clean = json.loads((args.clean or work / "scan-clean.json").read_text())
+    if clean.get("bench_options") != options or planted.get("bench_options", options) != options:
+        raise SystemExit(f"the saved scans were made with other options than {options}")
+    write_table(planted, clean, json.loads((work / "opening.json").read_text())["trigger"], args, command)
+
+
+def write_table(planted: dict, clean: dict, trigger: str, args, command: str) -> None:
+    """Write the benchmark section for one scanned pair of models."""
+    planted_s = planted.get("bench_seconds")
+    clean_s = clean["bench_seconds"]
     words = [c["word"] for c in planted["top"]]
     rank = words.index(trigger) + 1 if trigger in words else None
     rows = pair_rows(planted, clean, trigger) if args.pairs else []
@@ -103,7 +133,8 @@ def main() -> None:
          f"z = {clean['top'][0]['z']:.1f}, P = {clean['top'][0]['p_sure']:.3f}; "
          f"{'gate suspected' if clean['gate_suspected'] else 'no gate suspected'}"),
         ("throughput (candidates/s, incl. model load)",
-         f"{planted['candidates_scanned'] / planted_s:.1f} fingerprinted, {clean['candidates_scanned'] / clean_s:.1f}"
+         (f"{planted['candidates_scanned'] / planted_s:.1f}" if planted_s else "-") + " fingerprinted, "
+         f"{clean['candidates_scanned'] / clean_s:.1f}"
          " clean" + (f" (clean scan reused from {args.clean})" if args.clean else "")),
         ("throughput (candidates/s, scan only)",
          f"{planted['candidates_per_second']:.1f} fingerprinted, {clean['candidates_per_second']:.1f} clean"),
