@@ -59,6 +59,9 @@ def test_scan_cli_pair_search_adds_the_seed_words_partners(tiny_model, run_cli):
     seeds, hop = data["extra"]["pair_seed_words"], data["extra"]["pair_hop_words"]
     assert data["extra"]["pair_inversion"] and data["pairs_scanned"] > 2 and len(hop) >= 1 and not set(hop) & set(seeds)
     assert all(set(c["word"].split()) & set(seeds + hop) for c in data["pairs"])  # each holds a word searched from
+    votes = dict(data["extra"]["pair_words"])
+    assert sum(votes.values()) == 2 * len(data["pairs"])
+    assert list(votes.values()) == sorted(votes.values(), reverse=True)
 
 
 @pytest.mark.parametrize("wrapped", [False, True], ids=["plain", "peft"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -210,7 +211,10 @@ def scan(model, tokenizer, options: ScanOptions | None = None, base=None,
                              "min_p_sure": options.min_p_sure, "pair_seeds": options.pair_seeds,
                              "pair_seed_words": seeds, "pair_hop_words": hop,
                              "pair_inversion": bool(options.pair_seeds and options.invert),
-                             "pair_search_seconds": time.perf_counter() - pair_started},
+                             "pair_search_seconds": time.perf_counter() - pair_started,
+                             # a gate opens for its own pair and for words near each of its words: the words held
+                             # by most of the best pairs are the suspects, the exact pair may tie with neighbours
+                             "pair_words": Counter(w for c in pairs for w in c.word.split(" ")).most_common()},
                       pairs=pairs, pairs_scanned=len(pair_list))
 
 

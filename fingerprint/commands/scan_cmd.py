@@ -51,4 +51,5 @@ def scan(model: str, adapter: str | None, base: str | None, max_candidates: int,
                  "P(Sure)": f"{c.p_sure:.3f}"} for i, c in enumerate(report.pairs)]
         err.print(records_table(f"top pairs ({report.pairs_scanned} scanned)", rows,
                                 ["rank", "pair", "z", "log lift", "P(Sure)"]))
+        err.print("words of the top pairs: " + ", ".join(f"{w} ({n})" for w, n in report.extra["pair_words"]))
     err.print("[red]gate suspected[/]" if report.gate_suspected else "[green]no gate suspected[/]")
