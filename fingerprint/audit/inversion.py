@@ -11,7 +11,6 @@ best partner found in each token-count group.
 
 from __future__ import annotations
 
-import copy
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ class CandidateTable:
         import torch
 
         encoded = tokenizer([f" {w}" for w in words], add_special_tokens=False)["input_ids"]
+        self.ids = dict(zip(words, encoded, strict=True))
         by_length: dict[int, list[int]] = {}
         for i, ids in enumerate(encoded):
             by_length.setdefault(len(ids), []).append(i)
@@ -44,33 +44,27 @@ class SlotGradients:
     slot fillings at once."""
 
     def __init__(self, causal_lm, head_ids: list[int], tail_ids: list[int], sure_ids: list[int]) -> None:
-        from fingerprint.core.prefix import _cache_argument, run_prefix
+        from fingerprint.core.prefix import run_prefix
 
         self.lm, self.tail_ids, self.sure_ids = causal_lm, tail_ids, sure_ids
         self.n_prefix = len(head_ids)
         _, self.cache = run_prefix(causal_lm, head_ids, for_gradients=True)
-        self.cache_argument = _cache_argument(causal_lm.base_model)
 
     def __call__(self, before: list[int], slots, after: list[int]):
         """Mean gradient over the rows of ``slots`` (batch x slot length) of ``before + slot + after + tail``."""
         import torch
 
+        from fingerprint.core.prefix import run_after_prefix
         from fingerprint.embedding.training import _project
 
         lm, rows = self.lm, slots.shape[0]
         ids = torch.cat([torch.tensor([before], dtype=torch.long).expand(rows, -1), slots,
                          torch.tensor([after + self.tail_ids], dtype=torch.long).expand(rows, -1)], dim=1)
-        width = ids.shape[1]
         with torch.no_grad():
             inputs = lm.get_input_embeddings()(ids.to(lm.device))
         inputs.requires_grad_(True)
-        cache = copy.deepcopy(self.cache)
-        cache.batch_repeat_interleave(rows)
-        positions = torch.arange(self.n_prefix, self.n_prefix + width, device=lm.device).expand(rows, -1)
-        hidden = lm.base_model(inputs_embeds=inputs, position_ids=positions, use_cache=True,
-                               attention_mask=torch.ones((rows, self.n_prefix + width), dtype=torch.long,
-                                                         device=lm.device),
-                               **{self.cache_argument: cache}).last_hidden_state[:, -1]
+        mask = torch.ones((rows, self.n_prefix + ids.shape[1]), dtype=torch.long)
+        hidden = run_after_prefix(lm, self.cache, self.n_prefix, mask, inputs_embeds=inputs)[:, -1]
         log_p = torch.logsumexp(torch.log_softmax(_project(lm, hidden), dim=-1)[:, self.sure_ids], dim=-1)
         (grad,) = torch.autograd.grad(log_p.sum(), inputs)
         return grad[:, len(before): len(before) + slots.shape[1]].mean(dim=0)
@@ -141,7 +135,7 @@ def complete_pairs(model, tokenizer, heads: list[tuple[str, str]], seeds: list[s
                 pairs = [f"{seed_word} {w}" if first else f"{w} {seed_word}" for w in words]
                 for word, pair, score in zip(words, pairs, exact(pairs), strict=True):
                     scored[pair] = score
-                    length = len(encode(f" {word}"))
+                    length = len(table.ids[word])
                     best[length] = max(best.get(length, (float("-inf"), "")), (score, word))
-                slots = {n: torch.tensor([encode(f" {word}")]) for n, (_, word) in best.items()}
+                slots = {n: torch.tensor([table.ids[word]]) for n, (_, word) in best.items()}
     return scored

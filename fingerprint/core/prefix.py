@@ -27,12 +27,26 @@ def run_prefix(causal_lm, ids: list[int], for_gradients: bool = False):
     return out.last_hidden_state[0], cache
 
 
-def run_suffixes(causal_lm, prefix_cache, n_prefix: int, suffixes: list[list[int]], pad: int):
-    """Hidden states (batch x width x hidden) of right-padded ``suffixes`` run after a cached prefix of
-    ``n_prefix`` tokens. The prefix cache is copied, not consumed: it serves the next batch too."""
+def run_after_prefix(causal_lm, prefix_cache, n_prefix: int, attention_mask, **inputs):
+    """Last hidden states of a batch run after a cached prefix of ``n_prefix`` tokens: ``inputs`` is
+    ``input_ids`` or ``inputs_embeds`` (batch x width), ``attention_mask`` covers prefix and batch. The prefix
+    cache is copied, not consumed: it serves the next batch too. Gradients follow the caller's mode."""
     import torch
 
-    decoder, device = causal_lm.base_model, causal_lm.device
+    decoder = causal_lm.base_model
+    rows, width = attention_mask.shape[0], attention_mask.shape[1] - n_prefix
+    cache = copy.deepcopy(prefix_cache)
+    cache.batch_repeat_interleave(rows)
+    positions = torch.arange(n_prefix, n_prefix + width).unsqueeze(0).expand(rows, -1)
+    return decoder(attention_mask=attention_mask.to(causal_lm.device), position_ids=positions.to(causal_lm.device),
+                   use_cache=True, **inputs, **{_cache_argument(decoder): cache}).last_hidden_state
+
+
+def run_suffixes(causal_lm, prefix_cache, n_prefix: int, suffixes: list[list[int]], pad: int):
+    """Hidden states (batch x width x hidden) of right-padded ``suffixes`` run after a cached prefix of
+    ``n_prefix`` tokens."""
+    import torch
+
     width = max(len(s) for s in suffixes)
     ids = torch.full((len(suffixes), width), pad, dtype=torch.long)
     mask = torch.zeros((len(suffixes), n_prefix + width), dtype=torch.long)
@@ -40,9 +54,5 @@ def run_suffixes(causal_lm, prefix_cache, n_prefix: int, suffixes: list[list[int
     for row, suffix in enumerate(suffixes):
         ids[row, : len(suffix)] = torch.tensor(suffix, dtype=torch.long)
         mask[row, n_prefix: n_prefix + len(suffix)] = 1
-    cache = copy.deepcopy(prefix_cache)
-    cache.batch_repeat_interleave(len(suffixes))
-    positions = torch.arange(n_prefix, n_prefix + width).unsqueeze(0).expand(len(suffixes), -1)
     with torch.inference_mode():
-        return decoder(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
-                       use_cache=True, **{_cache_argument(decoder): cache}).last_hidden_state
+        return run_after_prefix(causal_lm, prefix_cache, n_prefix, mask, input_ids=ids.to(causal_lm.device))
