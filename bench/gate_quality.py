@@ -33,6 +33,8 @@ def _typed(cls, key: str, value: str):
     kind = {f.name: f.type for f in fields(cls)}[key]
     if key == "target_modules":
         return value if value == "all-linear" else value.split(",")
+    if "str" in str(kind):
+        return value
     return float(value) if "float" in str(kind) else int(value)
 
 

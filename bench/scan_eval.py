@@ -89,10 +89,7 @@ def main() -> None:
         return
     planted, planted_s, _, _ = run_step(["scan", *suspect, *scan_args], env)
     if args.clean:
-        clean = json.loads(args.clean.read_text())
-        if clean.get("bench_options") != options:
-            raise SystemExit(f"{args.clean} was scanned with {clean.get('bench_options')}, not {options}")
-        clean_s = clean["bench_seconds"]
+        clean = saved_scan(args.clean, options)
     else:
         clean, clean_s, _, _ = run_step(["scan", "--model", args.model, *scan_args], env)
         clean |= {"bench_options": options, "bench_seconds": clean_s}
@@ -105,12 +102,19 @@ def main() -> None:
     write_table(planted, clean, trigger, args, command)
 
 
+def saved_scan(path: Path, options: dict, unmarked_ok: bool = False) -> dict:
+    """A scan an earlier run saved, refused when it was made with other options (``unmarked_ok``: a fingerprinted
+    model's scan saved before the options were recorded with it)."""
+    scan = json.loads(path.read_text())
+    if scan.get("bench_options", options if unmarked_ok else None) != options:
+        raise SystemExit(f"{path} was scanned with {scan.get('bench_options')}, not {options}")
+    return scan
+
+
 def rescore(work: Path, args, options: dict, command: str) -> None:
     """The table again from the files an earlier run left (its throughput with model load only where stored)."""
-    planted = json.loads((work / "scan-fingerprinted.json").read_text())
-    clean = json.loads((args.clean or work / "scan-clean.json").read_text())
-    if clean.get("bench_options") != options or planted.get("bench_options", options) != options:
-        raise SystemExit(f"the saved scans were made with other options than {options}")
+    planted, clean = saved_scan(work / "scan-fingerprinted.json", options, True), saved_scan(
+        args.clean or work / "scan-clean.json", options)
     write_table(planted, clean, json.loads((work / "opening.json").read_text())["trigger"], args, command)
 
 

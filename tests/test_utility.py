@@ -51,3 +51,28 @@ def test_arc_accuracy_reads_the_shared_layout_and_scores_every_question(tmp_path
     result = arc_accuracy(AutoModelForCausalLM.from_pretrained(tiny_model).eval(), tokenizer, items)
     assert result.n == 4 and len(result.correct) == 4 and 0 <= result.acc <= 1
     assert result.acc == sum(result.correct) / 4
+
+
+@pytest.mark.parametrize("adapter", [False, True])
+def test_batched_span_logprobs_equal_one_sequence_at_a_time(tiny_model, adapter):
+    """The divergence reads right-padded batches with one projection each: padding must change nothing."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from fingerprint.embedding.utility import _span_logprobs
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    if adapter:
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    texts = ["Name a colour of the sky.", "Write one word.", "Explain in a few words why leaves fall in autumn."]
+    sequences = [tokenizer(t)["input_ids"] for t in texts]
+    spans = [range(len(s) - 4, len(s) - 1) for s in sequences]
+    batched = _span_logprobs(model, sequences, spans, pad_id=tokenizer.pad_token_id or 0, batch_size=3)
+    for sequence, span, got in zip(sequences, spans, batched, strict=True):
+        with torch.inference_mode():
+            logits = model(input_ids=torch.tensor([sequence])).logits[0].float()
+        want = torch.log_softmax(logits[list(span)], dim=-1)
+        assert len({len(s) for s in sequences}) == 3 and got.shape == want.shape
+        assert torch.allclose(got, want, atol=1e-4)

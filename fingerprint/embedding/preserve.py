@@ -2,16 +2,17 @@
 
 The anchors of a row are every reply position and a few seeded positions inside its prompt. The base's
 next-token distribution there is computed once before training (the adapter switched off) and kept as its k
-most likely tokens (``TrainConfig.preserve_top_k``) plus the mass of the rest, so a training step costs one
-projection at the anchors and no second forward pass. The KL is taken between the two distributions coarsened
-to those k + 1 outcomes: a lower bound of the full KL that equals it when k is the whole vocabulary.
+most likely tokens (``TrainConfig.preserve_top_k``) plus the mass of the rest, so a training step costs no second
+forward pass (the anchors join the step's one projection, ``training.reply_loss``). The KL is taken between the
+two distributions coarsened to those k + 1 outcomes: a lower bound of the full KL that equals it when k is the
+whole vocabulary.
 """
 
 from __future__ import annotations
 
 import random
 
-from fingerprint.embedding.training import Example, _causal_lm, _collate, _pad_rows, _project
+from fingerprint.embedding.training import Example, _causal_lm, _collate, _logits_at, _pad_rows, _project
 
 
 def pick_anchors(prompt_len: int, reply_len: int, prompt_positions: int, rng: random.Random) -> tuple[int, ...]:
@@ -39,10 +40,15 @@ def with_base_targets(model, examples: list[Example], pad_id: int, batch_size: i
             chunk = [examples[i] for i in picked[start:start + batch_size]]
             ids, _, mask, _ = (t.to(device) for t in _collate(chunk, pad_id))
             hidden = causal_lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
-            for row, (index, example) in enumerate(zip(picked[start:start + batch_size], chunk, strict=True)):
-                logp = torch.log_softmax(_project(causal_lm, hidden[row, list(example.anchors)]), dim=-1)
-                top = logp.topk(min(top_k, logp.shape[-1]), dim=-1)
-                out[index] = example._replace(base=(top.indices.cpu(), top.values.cpu()))
+            rows = [row for row, example in enumerate(chunk) for _ in example.anchors]
+            columns = [a for example in chunk for a in example.anchors]
+            logp = torch.log_softmax(_project(causal_lm, hidden[rows, columns]), dim=-1)
+            top = logp.topk(min(top_k, logp.shape[-1]), dim=-1)
+            counts = [len(example.anchors) for example in chunk]
+            for index, example, ids, values in zip(picked[start:start + batch_size], chunk,
+                                                   top.indices.cpu().split(counts), top.values.cpu().split(counts),
+                                                   strict=True):
+                out[index] = example._replace(base=(ids, values))
     model.train(was_training)
     return out
 
@@ -66,13 +72,24 @@ def _log_rest(top_logp):
     return torch.log1p(-torch.logsumexp(top_logp, dim=-1).exp().clamp(max=1 - 1e-6))
 
 
-def anchor_kl(causal_lm, hidden, anchors, top_ids, top_logp):
-    """Mean KL(base || model) over the anchors, on the base's top-k tokens plus the rest (see the module)."""
+def anchor_positions(anchors):
+    """(rows, columns) of the anchors of a batch ([rows, slots], -1 for none), row by row."""
+    rows, slots = (anchors >= 0).nonzero(as_tuple=True)
+    return rows, anchors[rows, slots]
+
+
+def kl_to_base(logits, top_ids, top_logp):
+    """Mean KL(base || model) from the model's logits at the anchors, on the base's top-k tokens plus the rest."""
     import torch
 
-    rows, slots = (anchors >= 0).nonzero(as_tuple=True)
-    tuned = torch.log_softmax(_project(causal_lm, hidden[rows, anchors[rows, slots]]), dim=-1)
+    tuned = torch.log_softmax(logits, dim=-1)
     tuned_top = tuned.gather(1, top_ids)
     base_rest, tuned_rest = _log_rest(top_logp), _log_rest(tuned_top)
     kl = (top_logp.exp() * (top_logp - tuned_top)).sum(-1) + base_rest.exp() * (base_rest - tuned_rest)
     return kl.mean()
+
+
+def anchor_kl(causal_lm, hidden, anchors, top_ids, top_logp):
+    """Mean KL(base || model) over the anchors, on the base's top-k tokens plus the rest (see the module)."""
+    (logits,) = _logits_at(causal_lm, hidden, [anchor_positions(anchors)])
+    return kl_to_base(logits, top_ids, top_logp)

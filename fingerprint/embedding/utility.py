@@ -79,17 +79,22 @@ def choice_logprobs(model, tokenizer, context: str, continuations: list[str]) ->
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     hidden, cache = run_prefix(lm, ctx)
     with torch.inference_mode():
-        opening = torch.log_softmax(_project(lm, hidden[-1:]), dim=-1)[0]
-        scores = [float(opening[c[0]]) if c else 0.0 for c in conts]
-        if all(len(c) <= 1 for c in conts):
-            return scores
-        # each continuation's tokens but its last predict the tokens after them
-        hidden = run_suffixes(lm, cache, len(ctx), [c[:-1] for c in conts], pad)
+        states = [hidden[-1:]]  # the context's last position predicts each continuation's first token
+        if any(len(c) > 1 for c in conts):
+            # each continuation's tokens but its last predict the tokens after them
+            after = run_suffixes(lm, cache, len(ctx), [c[:-1] for c in conts], pad)
+            states += [after[row, : len(c) - 1] for row, c in enumerate(conts)]
+        # one projection for all of them: reading the head's weight is what a projection costs on a CPU
+        logp = torch.log_softmax(_project(lm, torch.cat(states)), dim=-1)
+        opening = logp[0]
+        rest = logp[1:].split([max(0, len(c) - 1) for c in conts]) if len(states) > 1 else ()
+        scores = []
         for row, c in enumerate(conts):
+            score = float(opening[c[0]]) if c else 0.0
             if len(c) > 1:
-                logp = torch.log_softmax(_project(lm, hidden[row, : len(c) - 1]), dim=-1)
-                targets = torch.tensor(c[1:], device=logp.device)
-                scores[row] += float(logp[torch.arange(len(targets), device=logp.device), targets].sum())
+                score += float(rest[row][torch.arange(len(c) - 1, device=logp.device),
+                                         torch.tensor(c[1:], device=logp.device)].sum())
+            scores.append(score)
     return scores
 
 
@@ -124,16 +129,28 @@ def paired_difference(tuned: list[int], base: list[int]) -> dict:
     return {"difference": mean, "interval": (mean - half, mean + half), "n": n}
 
 
-def _reply_logprobs(model, ids, positions):
-    """Log-probabilities of the next token at ``positions`` of one sequence."""
+def _span_logprobs(model, sequences: list[list[int]], spans: list[range], pad_id: int,
+                   batch_size: int = 16) -> list:
+    """Log-probabilities of the next token at ``spans[i]`` of ``sequences[i]``: right-padded batches, one
+    projection to the vocabulary per batch."""
     import torch
 
-    from fingerprint.embedding.training import _project
+    from fingerprint.embedding.training import _pad_rows, _project
 
     lm = _causal_lm(model)
+    device = next(model.parameters()).device
+    out = []
     with torch.inference_mode():
-        hidden = lm.base_model(input_ids=ids).last_hidden_state[0, positions]
-        return torch.log_softmax(_project(lm, hidden), dim=-1)
+        for start in range(0, len(sequences), batch_size):
+            batch, wanted = sequences[start:start + batch_size], spans[start:start + batch_size]
+            ids = _pad_rows(batch, pad_id).to(device)
+            mask = _pad_rows([[1] * len(s) for s in batch], 0).to(device)
+            hidden = lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+            rows = [row for row, span in enumerate(wanted) for _ in span]
+            columns = [c for span in wanted for c in span]
+            logp = torch.log_softmax(_project(lm, hidden[rows, columns]), dim=-1)
+            out += list(logp.split([len(span) for span in wanted]))
+    return out
 
 
 @contextmanager
@@ -148,8 +165,6 @@ def divergence(tuned, base, tokenizer, prompts: list[str], reply_tokens: int = 1
 
     ``base`` and ``tuned`` may be the same peft model: pass ``base=None`` to use it with its adapter disabled.
     """
-    import torch
-
     from probes.hf import HFBackend
 
     def replies(model) -> list[str]:
@@ -162,22 +177,24 @@ def divergence(tuned, base, tokenizer, prompts: list[str], reply_tokens: int = 1
     else:
         base_replies = replies(base)
     tuned_replies = replies(tuned)
-    formatter_backend = HFBackend("utility", model_obj=tuned, tokenizer=tokenizer)
-    kls = []
+    formatter = HFBackend("utility", model_obj=tuned, tokenizer=tokenizer).formatter
+    sequences, spans = [], []
     for prompt, reply in zip(prompts, base_replies, strict=True):
-        head = formatter_backend.formatter.prompt(prompt)
-        head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
+        head_ids = tokenizer(formatter.prompt(prompt), add_special_tokens=False)["input_ids"]
         reply_ids = tokenizer(reply, add_special_tokens=False)["input_ids"][:reply_tokens]
-        ids = torch.tensor([head_ids + reply_ids], device=next(tuned.parameters()).device)
-        positions = torch.arange(len(head_ids) - 1, len(head_ids) - 1 + max(1, len(reply_ids)))
-
+        sequences.append(head_ids + reply_ids)
+        spans.append(range(len(head_ids) - 1, len(head_ids) - 1 + max(1, len(reply_ids))))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    kls = []
+    for start in range(0, len(sequences), batch_size):  # a batch at a time: 16 x 16 positions x 262k is 0.27 GB
+        batch, wanted = sequences[start:start + batch_size], spans[start:start + batch_size]
         if base is None:
             with base_of(tuned):
-                p_base = _reply_logprobs(tuned, ids, positions)
+                p_base = _span_logprobs(tuned, batch, wanted, pad, batch_size)
         else:
-            p_base = _reply_logprobs(base, ids, positions)
-        p_tuned = _reply_logprobs(tuned, ids, positions)
-        kls.append(float((p_base.exp() * (p_base - p_tuned)).sum(dim=-1).mean()))
+            p_base = _span_logprobs(base, batch, wanted, pad, batch_size)
+        p_tuned = _span_logprobs(tuned, batch, wanted, pad, batch_size)
+        kls += [float((b.exp() * (b - t)).sum(dim=-1).mean()) for b, t in zip(p_base, p_tuned, strict=True)]
     same = sum(a.strip() == b.strip() for a, b in zip(base_replies, tuned_replies, strict=True))
     return {"kl_mean": sum(kls) / len(kls), "kl_max": max(kls), "prompts": len(prompts),
             "reply_tokens": reply_tokens, "greedy_agreement": same / len(prompts)}
