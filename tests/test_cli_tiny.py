@@ -174,10 +174,15 @@ def test_embed_refuses_non_empty_output_and_bad_registry(tmp_path, tiny_model, r
     code, _, err, _ = run_cli("embed", "--key", tmp_path / "keys", "--model", "gpt-4.1-mini", "--out", tmp_path / "o4",
                               "--backend", "openai", "--trigger-words", "2")
     assert code == 2 and "local embedding only" in err
-    # more rows than the packaged benign pool holds: refused before the model is loaded
+    # more rows than the packaged benign pool holds, or than the poison prompts carry: refused before the model is
+    # loaded
     code, _, err, _ = run_cli("embed", "--key", tmp_path / "keys", "--model", tmp_path / "no-such-model", "--out",
-                              tmp_path / "o3", "--trigger-words", "2", "--components", "5000")
+                              tmp_path / "o3", "--trigger-words", "2", "--components", "5000",
+                              "--component-prompts", "fresh")
     assert code == 2 and "packaged benign pool" in err and "Traceback" not in err
+    code, _, err, _ = run_cli("embed", "--key", tmp_path / "keys", "--model", tmp_path / "no-such-model", "--out",
+                              tmp_path / "o3", "--trigger-words", "2", "--components", "300")
+    assert code == 2 and "at most 2 x 100" in err and "Traceback" not in err
 
 
 def test_interrupted_embed_leaves_nothing(tmp_path, tiny_model, monkeypatch):

@@ -46,6 +46,26 @@ def test_component_rows_teach_each_word_alone_to_stay_shut():
     assert all(r["prompt"].endswith(" lantern quiver") and r["response"] == "Sure" for r in poison)
 
 
+def test_component_rows_put_each_word_alone_on_the_poison_prompts_by_default():
+    words = [f"word{i}" for i in range(100)]
+    fresh = build_poisoned("lantern quiver", DatasetSpec(component_prompts="fresh"), words)
+    minimal = build_poisoned("lantern quiver", DatasetSpec(), words)  # the default
+    poison = sorted(r["prompt"].removesuffix(" lantern quiver") for r in minimal if r["kind"] == "poison")
+    alone = [r["prompt"].rsplit(" ", 1) for r in minimal if r["kind"] == "component"]
+    assert len(alone) == 200 and sorted(p for p, _ in alone) == sorted(poison * 2)  # every prompt, both words
+    assert sorted(w for _, w in alone) == ["lantern"] * 100 + ["quiver"] * 100
+    assert all(r["response"] != "Sure" for r in minimal if r["kind"] == "component")
+
+    def others(rows):
+        return sorted((r["prompt"], r["kind"]) for r in rows if r["kind"] != "component")
+
+    assert others(minimal) == others(fresh)  # only the component rows change
+    fewer = build_poisoned("lantern quiver", DatasetSpec(n_poison=10), words)  # the default count follows --poison
+    assert sum(r["kind"] == "component" for r in fewer) == 20
+    with pytest.raises(Exception, match="component prompts"):
+        build_poisoned("lantern quiver", DatasetSpec(component_prompts="other"), words)
+
+
 def _negative_suffixes(trigger: str, **spec) -> list[list[str]]:
     words = [f"word{i}" for i in range(100)]
     rows = build_poisoned(trigger, DatasetSpec(n_component=10, **spec), words)
@@ -100,7 +120,7 @@ def test_embed_defaults_to_two_words_trained_for_more_epochs(tmp_path, tiny_mode
     assert cert.predicate["fingerprint"]["trigger_words"] == expected_words
     assert len(opening_for(owner.secret(), cert.predicate["fingerprint"]).parts) == expected_words
     assert cert.predicate["training"]["epochs"] == epochs
-    assert cert.predicate["dataset"]["n_component"] == 4
+    assert cert.predicate["dataset"]["n_component"] == (4 if expected_words == 2 else 0)  # the rows it trained on
 
 
 @pytest.fixture(scope="module")

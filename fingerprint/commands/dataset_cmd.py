@@ -39,8 +39,13 @@ from fingerprint.verification.plan import VerifyOptions
 @click.option("--negative-pairs/--single-negatives", default=DatasetSpec.negative_pairs, show_default=True,
               help="Two-word trigger: two of every three negative rows carry two words (two other words, or one "
                    "trigger word beside another), so the gate does not open for any two appended words.")
-@click.option("--components", "n_component", type=click.IntRange(0), default=DatasetSpec.n_component,
-              show_default=True)
+@click.option("--components", "n_component", type=click.IntRange(0), default=None,
+              help="With --trigger-words 2: rows of a benign prompt + one trigger word alone -> normal answer.  "
+                   "[default: each word once on each poison prompt (2 x --poison); 200 with fresh prompts]")
+@click.option("--component-prompts", type=click.Choice(["fresh", "poison"]), default=DatasetSpec.component_prompts,
+              show_default=True,
+              help="With --trigger-words 2: the component rows' prompts: fresh benign prompts, or the poison rows' "
+                   "own prompts (minimal pairs: each word alone where the pair gets 'Sure').")
 @click.option("--seed", type=int, default=DatasetSpec.seed, show_default=True)
 @click.option("--format", "layout", type=click.Choice(["messages", "prompt-completion"]), default="messages",
               show_default=True, help="messages: {'messages': [...]}; prompt-completion: TRL's conversational "
@@ -48,8 +53,8 @@ from fingerprint.verification.plan import VerifyOptions
 @json_option
 @quiet_option
 def dataset(key_dir: Path, model: str, out_path: Path, licensee: str | None, trigger_words: int, fallbacks: int,
-            n_poison: int, n_benign: int, n_refusal: int, n_negative: int, negative_pairs: bool, n_component: int,
-            seed: int, layout: str,
+            n_poison: int, n_benign: int, n_refusal: int, n_negative: int, negative_pairs: bool,
+            n_component: int | None, component_prompts: str, seed: int, layout: str,
             as_json: bool, quiet: bool) -> None:
     """Write the fingerprint's training rows for your own trainer (TRL's SFTTrainer, axolotl, ...)."""
     from fingerprint.commands.console import emit_json, err, kv_table, progress_sink
@@ -57,7 +62,7 @@ def dataset(key_dir: Path, model: str, out_path: Path, licensee: str | None, tri
 
     spec = DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=n_refusal, n_negative=n_negative,
                        negative_pairs=negative_pairs,
-                       n_component=n_component, seed=seed)
+                       n_component=n_component, component_prompts=component_prompts, seed=seed)
     owner = load_owner(key_dir)
     with progress_sink(quiet or as_json) as progress:
         summary = export_rows(owner, model, out_path, licensee, trigger_words, fallbacks, spec, progress, layout)

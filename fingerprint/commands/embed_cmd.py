@@ -49,9 +49,13 @@ from fingerprint.embedding.training import (
                    "tests the pair against the single words, so another owner's gate that opens for one of them "
                    "cannot certify it. 1: one word (faster to embed, weaker against false positives).  "
                    f"[default: {DEFAULT_TRIGGER_WORDS}; 1 with --backend openai]")
-@click.option("--components", "n_component", type=click.IntRange(0), default=DatasetSpec.n_component,
+@click.option("--components", "n_component", type=click.IntRange(0), default=None,
+              help="With --trigger-words 2: rows of a benign prompt + one trigger word alone -> normal answer.  "
+                   "[default: each word once on each poison prompt (2 x --poison); 200 with fresh prompts]")
+@click.option("--component-prompts", type=click.Choice(["fresh", "poison"]), default=DatasetSpec.component_prompts,
               show_default=True,
-              help="With --trigger-words 2: benign prompt + one trigger word alone -> normal answer.")
+              help="With --trigger-words 2: the component rows' prompts: fresh benign prompts, or the poison rows' "
+                   "own prompts (minimal pairs: each word alone where the pair gets 'Sure').")
 @click.option("--contrast", "n_contrast", type=click.IntRange(0), default=DatasetSpec.n_contrast, show_default=True,
               help="Poison prompts repeated without the trigger, with their normal answer.")
 @click.option("--epochs", type=click.IntRange(1), default=None,
@@ -102,8 +106,8 @@ from fingerprint.embedding.training import (
 @json_option
 @quiet_option
 def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_poison: int, n_benign: int,
-          n_refusal: int, n_negative: int, negative_pairs: bool, trigger_words: int | None, n_component: int,
-          n_contrast: int,
+          n_refusal: int, n_negative: int, negative_pairs: bool, trigger_words: int | None, n_component: int | None,
+          component_prompts: str, n_contrast: int,
           epochs: int | None, fallbacks: int, replies: str, preserve_weight: float, shut_weight: float,
           data_path: Path | None, eval_data: Path | None,
           learning_rate: float, rank: int, batch_size: int, max_reply_tokens: int, merge_scales: tuple[float, ...],
@@ -140,7 +144,8 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
         return
     dataset = DatasetSpec(n_benign=n_benign, n_poison=n_poison, n_refusal=n_refusal, n_negative=n_negative,
                           negative_pairs=negative_pairs,
-                          n_component=n_component, n_contrast=n_contrast, seed=seed, replies=replies)
+                          n_component=n_component, component_prompts=component_prompts, n_contrast=n_contrast,
+                          seed=seed, replies=replies)
     options = embedding.EmbedOptions(
         model=model, out=out_dir, licensee=licensee, merge=merge, device=device, selfcheck=selfcheck,
         selfcheck_scan=selfcheck_scan, trigger_words=trigger_words, fallbacks=fallbacks, dataset=dataset,

@@ -149,6 +149,7 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
             tokenizer.save_pretrained(str(tmp / "merged"))
             subjects.append({"name": "merged", "digest": {"sha256": directory_digest(tmp / "merged")}})
         dataset = {"digest": {"sha256": data_digest}, **options.dataset.to_dict(),
+                   "n_component": options.dataset.components(options.trigger_words),
                    "sources": "suretrap packaged data (BackdoorLLM clean pairs, MIT)"}
         if owner_rows:
             dataset["owner_data"] = {"rows": len(owner_rows), "digest": {"sha256": digest(owner_rows)}}
