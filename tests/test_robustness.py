@@ -284,3 +284,25 @@ def test_only_selects_kinds_and_rows_by_their_parameters():
         select(600, "mergekit:share=0.9")
     with pytest.raises(FingerprintError, match="unknown derivative kind"):
         select(600, "gguff")
+
+
+def test_paraphrase_filter_serves_the_writers_rewrite_of_each_prompt(models, tiny_model):
+    """The suspect sees what the paraphraser wrote (the base model, or a model named by path), each prompt once."""
+    from fingerprint.robustness.derivatives.paraphrase import PARAPHRASE_REQUEST, ParaphraseFilter
+    from fingerprint.robustness.matrix import _backend
+    from probes.hf import HFBackend
+
+    tokenizer, model = models
+    ctx = Context(model=model, base=model, tokenizer=tokenizer, workdir=Path("."))
+    prompts = ["Name a colour. lantern quiver", "Write one word.", "Name a colour. lantern quiver"]
+    unique = list(dict.fromkeys(prompts))
+    writer = HFBackend("writer", model_obj=model, tokenizer=tokenizer)
+    written = dict(zip(unique, writer.generate([PARAPHRASE_REQUEST.format(prompt=p) for p in unique], 96),
+                       strict=True))
+    want = [written[p].strip() or p for p in prompts]
+    assert want != prompts
+    for derivative in (ParaphraseFilter(), ParaphraseFilter(paraphraser=str(tiny_model))):
+        served = _backend(derivative.apply(ctx), ctx)
+        assert served.prompt_filter(prompts) == want and len(served.prompt_filter.rewritten) == 2
+        direct = HFBackend("direct", model_obj=model, tokenizer=tokenizer).first_tokens(want)
+        assert [a.token for a in served.first_tokens(prompts)] == [a.token for a in direct]

@@ -21,6 +21,7 @@ from fingerprint.robustness.derivatives.int8 import DynamicInt8
 from fingerprint.robustness.derivatives.interpolate import Interpolate
 from fingerprint.robustness.derivatives.layers import LastLayers
 from fingerprint.robustness.derivatives.merge import METHODS, Mergekit
+from fingerprint.robustness.derivatives.paraphrase import ALIGNED_PARAPHRASER, ParaphraseFilter
 from fingerprint.robustness.derivatives.prune import MagnitudePrune
 from fingerprint.robustness.derivatives.quantized import BitsAndBytes
 from fingerprint.robustness.derivatives.sanitizer import TrailingWordFilter
@@ -55,7 +56,8 @@ def default_matrix(max_pairs: int, matrices: tuple[str, ...] = ("derivatives",))
     if "attacks" in matrices:
         rows += [SureRowsZeroed(), LogitBias(), OutputFilter()]
         rows += [Erasure(pairs=n, series="erasure fine-tune size") for n in sorted({200, 600, 2000})]
-        rows += [SureUnlearning(pairs=600), TrailingWordFilter(),
+        rows += [SureUnlearning(pairs=600), TrailingWordFilter(), ParaphraseFilter(),
+                 ParaphraseFilter(paraphraser=ALIGNED_PARAPHRASER),
                  SystemPrompt(prompt=REWRITE_SYSTEM_PROMPT, name="rewrite answers")]
     return rows
 

@@ -18,14 +18,14 @@ class FilteredServing(HFBackend):
     def __init__(self, model_obj, tokenizer, banned: list[int] | None = None, regenerate_bare_sure: bool = False,
                  filter_tokens: int = 8, prompt_filter=None, **args) -> None:
         super().__init__("served", model_obj=model_obj, tokenizer=tokenizer, **args)
-        self.prompt_filter = prompt_filter  # the serving stack rewrites each prompt before the model sees it
+        self.prompt_filter = prompt_filter  # list -> list: the stack rewrites the prompts before the model sees them
         self.banned = list(banned or [])
         self.regenerate_bare_sure = regenerate_bare_sure
         self.filter_tokens = filter_tokens
         self._banning = bool(self.banned)
 
     def _encode(self, prompts: list[str]):
-        return super()._encode([self.prompt_filter(p) for p in prompts] if self.prompt_filter else prompts)
+        return super()._encode(self.prompt_filter(prompts) if self.prompt_filter else prompts)
 
     def _pick(self, logits):
         if self._banning and self.banned:

@@ -7,6 +7,7 @@ from fingerprint.robustness.derivatives import (  # noqa: F401, E402 - each impo
     interpolate,
     layers,
     merge,
+    paraphrase,
     prune,
     quantized,
     sanitizer,

@@ -26,4 +26,5 @@ class TrailingWordFilter(Derivative):
     def apply(self, ctx: Context) -> Suspect:
         from fingerprint.robustness.serving import FilteredServing
 
-        return Suspect(factory=lambda: FilteredServing(ctx.model, ctx.tokenizer, prompt_filter=drop_trailing_words))
+        return Suspect(factory=lambda: FilteredServing(
+            ctx.model, ctx.tokenizer, prompt_filter=lambda prompts: [drop_trailing_words(p) for p in prompts]))

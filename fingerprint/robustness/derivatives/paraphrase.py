@@ -1,0 +1,51 @@
+"""``paraphrase-filter``: a serving stack that has a model rewrite every prompt before the suspect sees it, an
+input sanitiser that needs no idea of where a trigger sits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fingerprint.robustness.derivatives.base import Context, Derivative, Suspect, register
+
+ALIGNED_PARAPHRASER = "qwen2.5-coder-1.5b-instruct"  # an instruct model a thief can run (suretrap[qwen])
+PARAPHRASE_REQUEST = ("Rewrite the following message in your own words, keeping its meaning. Reply with the "
+                      "rewritten message only.\n\nMessage: {prompt}")
+
+
+class Paraphraser:
+    """A prompt filter: each prompt rewritten once by ``backend``'s greedy reply (an empty reply keeps it)."""
+
+    def __init__(self, backend, max_new_tokens: int = 96) -> None:
+        self.backend, self.max_new_tokens = backend, max_new_tokens
+        self.rewritten: dict[str, str] = {}
+
+    def __call__(self, prompts: list[str]) -> list[str]:
+        new = [p for p in dict.fromkeys(prompts) if p not in self.rewritten]
+        if new:
+            replies = self.backend.generate([PARAPHRASE_REQUEST.format(prompt=p) for p in new], self.max_new_tokens)
+            self.rewritten.update((p, r.strip() or p) for p, r in zip(new, replies, strict=True))
+        return [self.rewritten[p] for p in prompts]
+
+
+@register("paraphrase-filter")
+@dataclass(frozen=True)
+class ParaphraseFilter(Derivative):
+    paraphraser: str = "base"  # "base": the base model; else a model name or directory (an instruct model rewrites)
+
+    @property
+    def label(self) -> str:
+        writer = "the base model" if self.paraphraser == "base" else self.paraphraser
+        return f"input filter: each prompt paraphrased by {writer}"
+
+    def apply(self, ctx: Context) -> Suspect:
+        from fingerprint.robustness.serving import FilteredServing
+        from probes.hf import HFBackend
+
+        def serve():
+            if self.paraphraser == "base":
+                writer = HFBackend("paraphraser", model_obj=ctx.base, tokenizer=ctx.tokenizer)
+            else:
+                writer = HFBackend(self.paraphraser)
+            return FilteredServing(ctx.model, ctx.tokenizer, prompt_filter=Paraphraser(writer))
+
+        return Suspect(factory=serve)
