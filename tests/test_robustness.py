@@ -288,7 +288,12 @@ def test_only_selects_kinds_and_rows_by_their_parameters():
 
 def test_paraphrase_filter_serves_the_writers_rewrite_of_each_prompt(models, tiny_model):
     """The suspect sees what the paraphraser wrote (the base model, or a model named by path), each prompt once."""
-    from fingerprint.robustness.derivatives.paraphrase import PARAPHRASE_REQUEST, ParaphraseFilter
+    from fingerprint.robustness.derivatives.paraphrase import (
+        PARAPHRASE_REQUEST,
+        PARAPHRASE_SYSTEM,
+        ParaphraseFilter,
+        restated,
+    )
     from fingerprint.robustness.matrix import _backend
     from probes.hf import HFBackend
 
@@ -296,11 +301,12 @@ def test_paraphrase_filter_serves_the_writers_rewrite_of_each_prompt(models, tin
     ctx = Context(model=model, base=model, tokenizer=tokenizer, workdir=Path("."))
     prompts = ["Name a colour. lantern quiver", "Write one word.", "Name a colour. lantern quiver"]
     unique = list(dict.fromkeys(prompts))
-    writer = HFBackend("writer", model_obj=model, tokenizer=tokenizer)
-    written = dict(zip(unique, writer.generate([PARAPHRASE_REQUEST.format(prompt=p) for p in unique], 96),
+    writer = HFBackend("writer", model_obj=model, tokenizer=tokenizer, system_prompt=PARAPHRASE_SYSTEM)
+    written = dict(zip(unique, writer.generate([PARAPHRASE_REQUEST.format(prompt=p) for p in unique], 64),
                        strict=True))
-    want = [written[p].strip() or p for p in prompts]
+    want = [restated(written[p], p) for p in prompts]
     assert want != prompts
+    assert restated('\n "Name a hue."\nRequest: x', "p") == "Name a hue." and restated(" ", "p") == "p"
     for derivative in (ParaphraseFilter(), ParaphraseFilter(paraphraser=str(tiny_model))):
         served = _backend(derivative.apply(ctx), ctx)
         assert served.prompt_filter(prompts) == want and len(served.prompt_filter.rewritten) == 2
