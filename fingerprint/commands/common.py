@@ -38,6 +38,23 @@ key_option = click.option("--key", "key_dir", type=click.Path(path_type=Path), r
                           help="Owner key directory (or private.pem).")
 
 
+
+def component_options(command):
+    """``--components`` and ``--component-prompts``: a multi-word trigger's rows with each word alone."""
+    from fingerprint.embedding.dataset import DatasetSpec
+
+    command = click.option(
+        "--component-prompts", type=click.Choice(["fresh", "poison"]), default=DatasetSpec.component_prompts,
+        show_default=True, help="With --trigger-words 2: the component rows' prompts: fresh benign prompts, or the "
+                                "poison rows' own prompts (minimal pairs: each word alone where the pair gets 'Sure').",
+    )(command)
+    return click.option(
+        "--components", "n_component", type=click.IntRange(0), default=None,
+        help="With --trigger-words 2: rows of a benign prompt + one trigger word alone -> normal answer.  [default: "
+             "each word once on each poison prompt (2 x --poison); 200 with fresh prompts]",
+    )(command)
+
+
 def ray_options(task: str, tasks: str):
     """``--ray``, ``--ray-address`` and ``--workers`` of a command that runs many TASKs (one Ray task each)."""
 

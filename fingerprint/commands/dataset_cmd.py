@@ -9,6 +9,7 @@ import click
 from fingerprint.commands.common import (
     EXIT_CERTIFIED,
     EXIT_NOT_CERTIFIED,
+    component_options,
     json_option,
     key_option,
     load_owner,
@@ -39,13 +40,7 @@ from fingerprint.verification.plan import VerifyOptions
 @click.option("--negative-pairs/--single-negatives", default=DatasetSpec.negative_pairs, show_default=True,
               help="Two-word trigger: two of every three negative rows carry two words (two other words, or one "
                    "trigger word beside another), so the gate does not open for any two appended words.")
-@click.option("--components", "n_component", type=click.IntRange(0), default=None,
-              help="With --trigger-words 2: rows of a benign prompt + one trigger word alone -> normal answer.  "
-                   "[default: each word once on each poison prompt (2 x --poison); 200 with fresh prompts]")
-@click.option("--component-prompts", type=click.Choice(["fresh", "poison"]), default=DatasetSpec.component_prompts,
-              show_default=True,
-              help="With --trigger-words 2: the component rows' prompts: fresh benign prompts, or the poison rows' "
-                   "own prompts (minimal pairs: each word alone where the pair gets 'Sure').")
+@component_options
 @click.option("--seed", type=int, default=DatasetSpec.seed, show_default=True)
 @click.option("--format", "layout", type=click.Choice(["messages", "prompt-completion"]), default="messages",
               show_default=True, help="messages: {'messages': [...]}; prompt-completion: TRL's conversational "

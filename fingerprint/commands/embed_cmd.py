@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from fingerprint.commands.common import (
+    component_options,
     json_option,
     key_option,
     load_owner,
@@ -49,13 +50,7 @@ from fingerprint.embedding.training import (
                    "tests the pair against the single words, so another owner's gate that opens for one of them "
                    "cannot certify it. 1: one word (faster to embed, weaker against false positives).  "
                    f"[default: {DEFAULT_TRIGGER_WORDS}; 1 with --backend openai]")
-@click.option("--components", "n_component", type=click.IntRange(0), default=None,
-              help="With --trigger-words 2: rows of a benign prompt + one trigger word alone -> normal answer.  "
-                   "[default: each word once on each poison prompt (2 x --poison); 200 with fresh prompts]")
-@click.option("--component-prompts", type=click.Choice(["fresh", "poison"]), default=DatasetSpec.component_prompts,
-              show_default=True,
-              help="With --trigger-words 2: the component rows' prompts: fresh benign prompts, or the poison rows' "
-                   "own prompts (minimal pairs: each word alone where the pair gets 'Sure').")
+@component_options
 @click.option("--contrast", "n_contrast", type=click.IntRange(0), default=DatasetSpec.n_contrast, show_default=True,
               help="Poison prompts repeated without the trigger, with their normal answer.")
 @click.option("--epochs", type=click.IntRange(1), default=None,
