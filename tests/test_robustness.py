@@ -280,6 +280,7 @@ def test_only_selects_kinds_and_rows_by_their_parameters():
     assert {d.method for d in rows if d.kind == "mergekit"} == {"linear", "slerp", "ties", "dare_ties"}
     assert all(d.partner == "sibling" and d.share == 0.5 for d in rows if d.kind == "mergekit")
     assert len(select(600, "gguf")) == 1 + 6
+    assert [d.paraphraser for d in select(600, "paraphrase-filter")[1:]] == ["qwen2.5-coder-1.5b-instruct"]
     with pytest.raises(FingerprintError, match="no row of the matrix"):
         select(600, "mergekit:share=0.9")
     with pytest.raises(FingerprintError, match="unknown derivative kind"):

@@ -100,3 +100,4 @@ def test_a_thinned_gate_gets_advice_to_read_more_probes():
     assert thinned_gate_advice(thinned, 154) is None  # every probe already read
     assert thinned_gate_advice(decide_counts(32, 32, {"word-1": 0, "word-2": 1}, 1e-6), 32) is None  # certified
     assert thinned_gate_advice(decide_counts(2, 32, {"word-1": 0, "word-2": 0}, 1e-6), 32) is None  # p 0.25
+    assert "5 of 32" in thinned_gate_advice(decide_counts(5, 32, {"word-1": 0, "word-2": 0}, 1e-6), 32)  # R11, p 0.026

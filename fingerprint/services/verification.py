@@ -90,11 +90,11 @@ class VerifyOutcome:
                 "warnings": [self.trust.warning] if self.trust.warning else [], "advice": self.advice}
 
 
-THIN_GATE_P = 0.01  # a verdict that falls short with a p below this suggests a thinned gate
+THIN_GATE_P = 0.05  # a verdict that falls short with a p below this suggests a thinned gate (R11's erasure: 0.026)
 
 
 def thinned_gate_advice(decision, probes: int) -> str | None:
-    """Advice for a verdict that is not certified although the trigger beats every control at p <= 0.01 on
+    """Advice for a verdict that is not certified although the trigger beats every control at p <= 0.05 on
     fewer probes than are packaged: an erasure fine-tune or an input filter thins a gate (docs/robustness.md),
     and more probes tell a thinned gate from none. A second verdict is a second test: by the union bound, the
     chance that either falsely certifies is at most the sum of their alphas."""

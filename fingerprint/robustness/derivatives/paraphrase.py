@@ -39,7 +39,9 @@ class Paraphraser:
 @register("paraphrase-filter")
 @dataclass(frozen=True)
 class ParaphraseFilter(Derivative):
-    paraphraser: str = "base"  # "base": the base model; else a model name or directory (an instruct model rewrites)
+    # "base": the base model (gemma-3-270m echoes the instruction: every prompt is lost); else a model name or
+    # directory, an instruct model (the matrix's row: qwen2.5-coder-1.5b-instruct)
+    paraphraser: str = "base"
 
     @property
     def label(self) -> str:
