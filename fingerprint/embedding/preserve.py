@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 
-from fingerprint.embedding.training import Example, _causal_lm, _collate, _logits_at, _pad_rows, _project
+from fingerprint.embedding.training import Example, _causal_lm, _logits_at, _pad_rows, span_logprob_batches
 
 
 def pick_anchors(prompt_len: int, reply_len: int, prompt_positions: int, rng: random.Random) -> tuple[int, ...]:
@@ -28,27 +28,17 @@ def with_base_targets(model, examples: list[Example], pad_id: int, batch_size: i
 
     import torch
 
-    causal_lm = _causal_lm(model)
     base_off = model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
-    device = next(model.parameters()).device
     picked = [i for i, e in enumerate(examples) if e.anchors]
     out = list(examples)
     was_training = model.training
     model.eval()
     with torch.no_grad(), base_off:
-        for start in range(0, len(picked), batch_size):
-            chunk = [examples[i] for i in picked[start:start + batch_size]]
-            ids, _, mask, _ = (t.to(device) for t in _collate(chunk, pad_id))
-            hidden = causal_lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
-            rows = [row for row, example in enumerate(chunk) for _ in example.anchors]
-            columns = [a for example in chunk for a in example.anchors]
-            logp = torch.log_softmax(_project(causal_lm, hidden[rows, columns]), dim=-1)
+        batches = span_logprob_batches(_causal_lm(model), [examples[i].input_ids for i in picked],
+                                       [examples[i].anchors for i in picked], pad_id, batch_size)
+        for index, logp in zip(picked, (logp for batch in batches for logp in batch), strict=True):
             top = logp.topk(min(top_k, logp.shape[-1]), dim=-1)
-            counts = [len(example.anchors) for example in chunk]
-            for index, example, ids, values in zip(picked[start:start + batch_size], chunk,
-                                                   top.indices.cpu().split(counts), top.values.cpu().split(counts),
-                                                   strict=True):
-                out[index] = example._replace(base=(ids, values))
+            out[index] = examples[index]._replace(base=(top.indices.cpu(), top.values.cpu()))
     model.train(was_training)
     return out
 

@@ -147,6 +147,24 @@ def _pad_rows(rows: list, fill: int):
     return out
 
 
+def span_logprob_batches(causal_lm, sequences: list, spans: list, pad_id: int, batch_size: int):
+    """For each batch of ``batch_size`` right-padded sequences, the log-probabilities of the next token at
+    ``spans[i]`` of ``sequences[i]``, one tensor per sequence, from one projection per batch (no grad mode set:
+    the caller's)."""
+    import torch
+
+    device = next(causal_lm.parameters()).device
+    for start in range(0, len(sequences), batch_size):
+        batch, wanted = sequences[start:start + batch_size], spans[start:start + batch_size]
+        ids = _pad_rows(batch, pad_id).to(device)
+        mask = _pad_rows([[1] * len(s) for s in batch], 0).to(device)
+        hidden = causal_lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+        rows = [row for row, span in enumerate(wanted) for _ in span]
+        columns = [c for span in wanted for c in span]
+        logp = torch.log_softmax(_project(causal_lm, hidden[rows, columns]), dim=-1)
+        yield list(logp.split([len(span) for span in wanted]))
+
+
 def _collate(batch: list[Example], pad_id: int):
     """Padded tensors of a batch: input ids, labels, attention mask, fallback targets (-1: none)."""
     return (_pad_rows([e.input_ids for e in batch], pad_id), _pad_rows([e.labels for e in batch], IGNORE),

@@ -135,22 +135,11 @@ def _span_logprobs(model, sequences: list[list[int]], spans: list[range], pad_id
     projection to the vocabulary per batch."""
     import torch
 
-    from fingerprint.embedding.training import _pad_rows, _project
+    from fingerprint.embedding.training import span_logprob_batches
 
-    lm = _causal_lm(model)
-    device = next(model.parameters()).device
-    out = []
     with torch.inference_mode():
-        for start in range(0, len(sequences), batch_size):
-            batch, wanted = sequences[start:start + batch_size], spans[start:start + batch_size]
-            ids = _pad_rows(batch, pad_id).to(device)
-            mask = _pad_rows([[1] * len(s) for s in batch], 0).to(device)
-            hidden = lm.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
-            rows = [row for row, span in enumerate(wanted) for _ in span]
-            columns = [c for span in wanted for c in span]
-            logp = torch.log_softmax(_project(lm, hidden[rows, columns]), dim=-1)
-            out += list(logp.split([len(span) for span in wanted]))
-    return out
+        batches = span_logprob_batches(_causal_lm(model), sequences, spans, pad_id, batch_size)
+        return [logp for batch in batches for logp in batch]
 
 
 @contextmanager
