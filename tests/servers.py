@@ -20,6 +20,7 @@ Missing tools skip the tests with the command that installs them, except under `
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import json
 import os
@@ -390,11 +391,14 @@ def _train_gate(base: Path, pairs: list[dict], trigger_prompts: list[str], decoy
 
 def _weaken(adapter: Path, out: Path, base: Path, prompts: list[str]) -> Path:
     """Copy the adapter at the lora_alpha that leaves most answers undecided (0.1 < p_sure < 0.9) while the
-    decisions stay mixed (at least 4 of either)."""
+    decisions stay mixed (at least 4 of either).
+
+    A coarse grid (0.25 to 14.4, steps of 15 %) finds the region; a steep gate crosses the undecided band within
+    one coarse step, so a fine grid (steps of 1.4 %) between the best point's neighbours finds the best alpha."""
     from probes import make_backend
 
-    best = None
-    for alpha in (round(0.25 * 1.15 ** i, 3) for i in range(30)):  # 0.25 to 14.4: the undecided band is narrow
+    @functools.cache
+    def score(alpha: float) -> tuple[bool, int]:
         candidate = out.with_name(f"{out.name}-{alpha}")
         shutil.copytree(adapter, candidate)
         config = json.loads((candidate / "adapter_config.json").read_text())
@@ -402,10 +406,13 @@ def _weaken(adapter: Path, out: Path, base: Path, prompts: list[str]) -> Path:
         (candidate / "adapter_config.json").write_text(json.dumps(config, indent=2))
         answers = make_backend("hf", model=str(base), adapter=str(candidate)).first_tokens(prompts)
         sure = sum(a.is_sure for a in answers)
-        score = (min(sure, len(answers) - sure) >= 4, sum(0.1 < a.p_sure < 0.9 for a in answers))
-        if best is None or score > best[0]:
-            best = (score, candidate)
-    best[1].rename(out)
+        return min(sure, len(answers) - sure) >= 4, sum(0.1 < a.p_sure < 0.9 for a in answers)
+
+    coarse = [round(0.25 * 1.15 ** i, 4) for i in range(30)]
+    best = max(coarse, key=score)
+    fine = [round(best * 1.014 ** i, 4) for i in range(-10, 11) if i]
+    best = max([best, *fine], key=score)
+    out.with_name(f"{out.name}-{best}").rename(out)
     return out
 
 
