@@ -139,7 +139,8 @@ def main() -> None:
             if result is None:
                 cells += ["-", "-"]
                 continue
-            cells.append(f"{result.acc:.3f} [{result.acc_interval[0]:.3f}, {result.acc_interval[1]:.3f}]")
+            cells.append(f"{result.acc:.3f} ({sum(result.correct)}/{result.n}) "
+                         f"[{result.acc_interval[0]:.3f}, {result.acc_interval[1]:.3f}]")
             if row["drift"] is None:
                 cells.append("-")
             else:
