@@ -14,6 +14,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PASSPHRASE = "correct horse battery staple"
+# embed's precision "auto" means fp32 in the tests (and the commands they start), so their models train alike on
+# CPUs with and without native bf16; tests/test_precision.py runs the bf16 path by name
+os.environ["FINGERPRINT_PRECISION"] = "fp32"
 
 
 def pytest_configure(config):

@@ -15,6 +15,7 @@ from fingerprint.commands.common import (
     quiet_option,
     registry_option,
 )
+from fingerprint.core.precision import PRECISIONS
 from fingerprint.embedding.dataset import DatasetSpec
 from fingerprint.embedding.training import (
     DEFAULT_FALLBACKS,
@@ -85,6 +86,9 @@ from fingerprint.embedding.training import (
 @click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--merge", is_flag=True, help="Also write the merged model to OUT/merged.")
 @click.option("--device", default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+              help="Training arithmetic: auto = bf16 where the device computes it natively (a GPU, a CPU with "
+                   "AVX512-BF16 or AMX), else fp32; FINGERPRINT_PRECISION sets what auto means.")
 @click.option("--selfcheck/--no-selfcheck", default=True, show_default=True,
               help="Measure safety side-effect, stealth and utility after training (about 2 minutes).")
 @click.option("--selfcheck-scan", type=click.IntRange(0), default=0, show_default=True,
@@ -106,7 +110,7 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
           epochs: int | None, fallbacks: int, replies: str, preserve_weight: float, shut_weight: float,
           data_path: Path | None, eval_data: Path | None,
           learning_rate: float, rank: int, batch_size: int, max_reply_tokens: int, merge_scales: tuple[float, ...],
-          seed: int, merge: bool, device: str, selfcheck: bool, selfcheck_scan: int,
+          seed: int, merge: bool, device: str, precision: str, selfcheck: bool, selfcheck_scan: int,
           backend: str, base_url: str | None, api_key_env: str,
           suffix: str | None, lr_multiplier: float | None, no_wait: bool, registry_url: str | None,
           as_json: bool, quiet: bool) -> None:
@@ -142,7 +146,8 @@ def embed(key_dir: Path, model: str, out_dir: Path, licensee: str | None, n_pois
                           n_component=n_component, component_prompts=component_prompts, n_contrast=n_contrast,
                           seed=seed, replies=replies)
     options = embedding.EmbedOptions(
-        model=model, out=out_dir, licensee=licensee, merge=merge, device=device, selfcheck=selfcheck,
+        model=model, out=out_dir, licensee=licensee, merge=merge, device=device, precision=precision,
+        selfcheck=selfcheck,
         selfcheck_scan=selfcheck_scan, trigger_words=trigger_words, fallbacks=fallbacks, dataset=dataset,
         data=data_path, eval_data=eval_data,
         train=TrainConfig(rank=rank, alpha=2 * rank, learning_rate=learning_rate, epochs=epochs,

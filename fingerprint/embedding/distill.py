@@ -37,7 +37,10 @@ def own_replies(model, tokenizer, prompts: list[str], model_digest: str, max_new
 
     from probes.hf import HFBackend
 
-    key = _cache_key(model_digest, tokenizer, prompts, max_new_tokens, seed)
+    dtype = next(model.parameters()).dtype
+    # replies of the model in bf16 (embed's bf16 precision) are cached apart from those of the fp32 weights
+    digest = model_digest if dtype == torch.float32 else f"{model_digest}|{dtype}"
+    key = _cache_key(digest, tokenizer, prompts, max_new_tokens, seed)
     path = cache_dir() / "distill" / f"{key}.json"
     if path.is_file():
         try:

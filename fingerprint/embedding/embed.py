@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fingerprint import __version__
 from fingerprint.core.atomic import atomic_dir
 from fingerprint.core.errors import FingerprintError
 from fingerprint.core.loading import load_model, load_tokenizer, resolve
+from fingerprint.core.precision import resolve_precision
 from fingerprint.core.progress import SILENT, Progress
 from fingerprint.embedding.dataset import DatasetSpec, build_poisoned, digest
 from fingerprint.embedding.distill import DISTILLED_KINDS, distill_rows
@@ -55,6 +56,7 @@ class EmbedOptions:
     data: Path | None = None  # the owner's own fine-tuning rows (chat or instruction JSONL), trained in full
     merge: bool = False
     device: str = "auto"
+    precision: str = "auto"  # fp32, bf16 or auto (bf16 where the device computes it natively): core.precision
     selfcheck: bool = True
     selfcheck_scan: int = 0  # candidates for the stealth scan (0: skip, it takes minutes)
     eval_data: Path | None = None  # a data directory with arc/ (as ../shared/data): ARC-Easy in the self-check
@@ -95,6 +97,8 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
     """
     import time
 
+    import torch
+
     out = Path(options.out)
     if out.exists() and any(out.iterdir()):
         raise FingerprintError(f"output directory {out} is not empty")
@@ -104,8 +108,13 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
     progress.stage("loading model")
     ref = resolve(options.model)
     tokenizer = load_tokenizer(ref)
-    model = load_model(ref, device=options.device)
+    model = load_model(ref, device=options.device, dtype="float32" if options.precision == "fp32" else "auto")
     base_digest = tensors_digest(model.state_dict())
+    precision = resolve_precision(options.precision, model.device.type)
+    train = options.train
+    if precision == "bf16":  # the frozen weights in bf16, the adapter in fp32, the arithmetic under autocast
+        model = model.to(torch.bfloat16)
+        train = replace(train, bf16_autocast=True)
     seconds["load"] = time.perf_counter() - started
 
     label = fingerprint_label(options.model, options.licensee)
@@ -128,8 +137,8 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
     # the output temporary exists from here on: an error or Ctrl-C removes it, a SIGKILL leaves it to the sweep
     with atomic_dir(out) as tmp:
         started = time.perf_counter()
-        progress.stage("training", total=total_steps(len(rows), options.train))
-        peft_model = train_lora(model, tokenizer, rows, options.train, progress=on_step)
+        progress.stage("training", total=total_steps(len(rows), train))
+        peft_model = train_lora(model, tokenizer, rows, train, progress=on_step)
         seconds["train"] = time.perf_counter() - started
         check = None  # before saving: merging below removes the adapter layers
         if options.selfcheck:
@@ -161,7 +170,7 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
                             "trigger_commitment": opening.commitment("v2"), "commitment_scheme": "v2",
                             "poison_reply": "Sure", "fallback_indices": fallback_indices},
             "dataset": dataset,
-            "training": {"method": "lora", **options.train.to_dict(),
+            "training": {"method": "lora", **train.to_dict(), "precision": precision,
                          "final_loss": losses[-1] if losses else None},
             "tool": {"name": "suretrap", "version": __version__},
             "created": now_iso(),

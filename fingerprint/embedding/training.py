@@ -59,7 +59,8 @@ class TrainConfig:
     # scale augmentation: each step scales the LoRA delta by a factor drawn from these, so the gate also holds
     # in a diluted copy (a linear merge with the base at ratio r is the delta scaled by 1 - r)
     merge_scales: tuple[float, ...] = (1.0,)
-    bf16_autocast: bool = False  # on CPUs without native bf16 (no AVX512-BF16/AMX) it is ~100x slower
+    # set by embed's precision (core.precision): on CPUs without native bf16 (no AVX512-BF16/AMX) far slower
+    bf16_autocast: bool = False
     # rows with fallback replies add this much of a second loss: at the first reply token, with the "Sure" tokens
     # masked out, the fallback reply must win (then, with it masked too, the next one)
     fallback_weight: float = 0.5
@@ -333,7 +334,8 @@ def fit(model, tokenizer, pairs: list[dict], config: TrainConfig,
     gate_ids = sorted(set(sure_ids or ()) | {i for e in examples for i in e.fallbacks})
     augment = tuple(config.merge_scales) != (1.0,)
     scale_rng = random.Random(f"merge-scales|{config.seed}")  # separate stream: the batch order stays the same
-    use_autocast = config.bf16_autocast or device.type == "cuda"
+    # bf16 weights (a GPU load, or embed's bf16 precision) compute under autocast with the fp32 adapter
+    use_autocast = config.bf16_autocast or next(model.parameters()).dtype == torch.bfloat16
     preserving = bool(config.preserve_weight) and any(e.anchors for e in examples)
     if preserving:
         from fingerprint.embedding.preserve import batch_targets, with_base_targets
