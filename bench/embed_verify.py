@@ -114,6 +114,8 @@ def main() -> None:
                         help="only key A's embed into --workdir (for bench/utility.py); no table is written")
     parser.add_argument("--owner-rows", type=int, default=0,
                         help=f"embed --data with this many rows of {OWNER_SOURCE} (an owner's own SFT data)")
+    parser.add_argument("--no-other-key", action="store_true",
+                        help="skip the second key's embed and its verify (minutes on a 1.5B model)")
     parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
     args = parser.parse_args()
     if args.embed_only and not args.workdir:
@@ -123,7 +125,7 @@ def main() -> None:
         args.workdir.mkdir(parents=True)
     tmp = args.workdir or Path(tempfile.mkdtemp(prefix="bench-ev-"))
     env = {"FINGERPRINT_PASSPHRASE": "bench", "FINGERPRINT_REGISTRY": f"sqlite:///{tmp / 'reg.db'}"}
-    for name in ("a",) if args.embed_only else ("a", "b"):
+    for name in ("a",) if args.embed_only or args.no_other_key else ("a", "b"):
         if name == "a" and args.key_seed:
             seeded_key(tmp / "keys-a", args.key_seed, env["FINGERPRINT_PASSPHRASE"])
         else:
@@ -151,14 +153,17 @@ def main() -> None:
                                args.rate_probes, "--samples", "0", "--json", "-q"], env)
     base, _, _, _ = run_step(["verify", "--key", tmp / "keys-a", "--cert", cert, "--model", args.model,
                               "--samples", "0", "--json", "-q"], env)
-    run_step(["embed", "--key", tmp / "keys-b", "--model", args.model, "--out", tmp / "fp-b", "--json", "-q",
-              "--poison", "16", "--benign", "0", "--refusals", "0", "--epochs", "1", "--no-selfcheck"], env)
-    other, _, _, _ = run_step(["verify", "--key", tmp / "keys-b", "--cert", tmp / "fp-b" / "certificate.json",
-                               *suspect, "--samples", "0", "--json", "-q"], env)
+    other = None
+    if not args.no_other_key:
+        run_step(["embed", "--key", tmp / "keys-b", "--model", args.model, "--out", tmp / "fp-b", "--json", "-q",
+                  "--poison", "16", "--benign", "0", "--refusals", "0", "--epochs", "1", "--no-selfcheck"], env)
+        other, _, _, _ = run_step(["verify", "--key", tmp / "keys-b", "--cert", tmp / "fp-b" / "certificate.json",
+                                   *suspect, "--samples", "0", "--json", "-q"], env)
     parts = ", ".join(f"{k} {v:.0f} s" for k, v in (embed.get("seconds") or {}).items())
     check = embed.get("selfcheck") or {}
     rows = [
-        (f"embed wall time (defaults{' + ' + args.embed_args if args.embed_args else ''}, incl. model load)",
+        (f"embed wall time (defaults{' + ' + args.embed_args if args.embed_args else ''}, precision "
+         f"{embed.get('precision', 'fp32')}, incl. model load)",
          f"{embed_s / 60:.1f} min ({embed['steps']} steps; {parts})"),
         ("embed peak RSS", f"{embed_rss:.2f} GiB"),
         (f"trigger gate-reply rate ({rates['trigger_total']} held-out probes; 'Sure' or a fallback reply)",
@@ -175,9 +180,10 @@ def main() -> None:
          f"p = {base['p_value']:.3g}, {'certified' if base['certified'] else 'not certified'}"
          f" (trigger {base['trigger_sure']}/{base['trigger_total']}, decoy {base['control_sure']}/"
          f"{base['control_total']})"),
-        ("another key's certificate against this model",
-         f"p = {other['p_value']:.3g}, {'certified' if other['certified'] else 'not certified'}"),
     ]
+    if other is not None:
+        rows.append(("another key's certificate against this model",
+                     f"p = {other['p_value']:.3g}, {'certified' if other['certified'] else 'not certified'}"))
     if check:
         rows += [("self-check: next-token KL from the base / greedy-reply agreement "
                   f"({check['divergence_prompts']} held-out benign prompts)",

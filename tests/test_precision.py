@@ -52,6 +52,7 @@ def test_bf16_embed_records_its_precision_and_trains_the_fp32_adapter(tmp_path, 
         predicates[name] = load_certificate(tmp_path / name / "certificate.json",
                                             load_public(tmp_path / "keys" / "public.pem")).predicate
         adapters[name] = load_file(str(tmp_path / name / "adapter" / "adapter_model.safetensors"))
+        assert data["precision"] == name
         if name == "bf16":
             assert data["selfcheck"]["kl_mean"] > 0  # the self-check ran on the bf16 model with its fp32 adapter
     assert predicates["bf16"]["training"]["precision"] == "bf16"
@@ -67,3 +68,20 @@ def test_bf16_embed_records_its_precision_and_trains_the_fp32_adapter(tmp_path, 
     assert fp32.norm() > 0.1
     assert torch.nn.functional.cosine_similarity(bf16, fp32, dim=0) > 0.99  # measured: 0.9997
     assert abs(bf16.norm() / fp32.norm() - 1) < 0.05
+
+
+def test_to_bf16_casts_and_keeps_the_head_output(tiny_ref):
+    import torch
+
+    from fingerprint.core.loading import load_model
+
+    ref, _ = tiny_ref
+    model = precision.to_bf16(load_model(ref))
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    head = model.get_output_embeddings()
+    assert head._forward_pre_hooks, "the contiguity hook is registered on the head"
+    hidden = torch.randn(3, 5, head.in_features, dtype=torch.bfloat16)
+    sliced = hidden[:, -1:, :]
+    assert not sliced.is_contiguous()
+    with torch.no_grad():
+        assert torch.equal(head(sliced), torch.nn.functional.linear(sliced.contiguous(), head.weight))

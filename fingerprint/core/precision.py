@@ -53,3 +53,23 @@ def resolve_precision(precision: str, device_type: str) -> str:
     if precision == "auto":
         return "bf16" if native_bf16(device_type) else "fp32"
     return precision
+
+
+def to_bf16(model):
+    """``model`` with its weights cast to bf16 in place, for training and inference on them.
+
+    The output head gets a hook that makes its input contiguous: on a CPU, torch's bf16 ``linear`` of a sliced
+    3-D input (generation's last position, ``hidden[:, -1:, :]``) takes a batched path that copies the whole head
+    once per batch row (gemma-3-270m: 8 rows x 262k x 640, about 9 s per call, against 0.05 s contiguous).
+    """
+    import torch
+
+    model.to(torch.bfloat16)
+    head = model.get_output_embeddings()
+    if head is not None:
+        head.register_forward_pre_hook(_contiguous_input)
+    return model
+
+
+def _contiguous_input(module, args):
+    return (args[0].contiguous(), *args[1:])

@@ -11,7 +11,7 @@ from fingerprint import __version__
 from fingerprint.core.atomic import atomic_dir
 from fingerprint.core.errors import FingerprintError
 from fingerprint.core.loading import load_model, load_tokenizer, resolve
-from fingerprint.core.precision import resolve_precision
+from fingerprint.core.precision import resolve_precision, to_bf16
 from fingerprint.core.progress import SILENT, Progress
 from fingerprint.embedding.dataset import DatasetSpec, build_poisoned, digest
 from fingerprint.embedding.distill import DISTILLED_KINDS, distill_rows
@@ -72,6 +72,7 @@ class EmbedResult:
     losses: list[float]
     selfcheck: dict | None = None
     seconds: dict = field(default_factory=dict)
+    precision: str = "fp32"  # what the training arithmetic resolved to (core.precision)
 
 
 def gate_rows(owner: OwnerKey, options: EmbedOptions, label: str, tokenizer) -> tuple[Opening, list[dict], list[int]]:
@@ -97,7 +98,6 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
     """
     import time
 
-    import torch
 
     out = Path(options.out)
     if out.exists() and any(out.iterdir()):
@@ -113,7 +113,7 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
     precision = resolve_precision(options.precision, model.device.type)
     train = options.train
     if precision == "bf16":  # the frozen weights in bf16, the adapter in fp32, the arithmetic under autocast
-        model = model.to(torch.bfloat16)
+        model = to_bf16(model)
         train = replace(train, bf16_autocast=True)
     seconds["load"] = time.perf_counter() - started
 
@@ -186,7 +186,8 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
         if before_commit is not None:
             before_commit(certificate, check)
     return EmbedResult(out=out, certificate=certificate, opening=opening, subjects=subjects,
-                       dataset_digest=data_digest, losses=losses, selfcheck=check, seconds=seconds)
+                       dataset_digest=data_digest, losses=losses, selfcheck=check, seconds=seconds,
+                       precision=precision)
 
 
 def mix(rows: list[dict], seed: int) -> list[dict]:
@@ -203,7 +204,7 @@ def summary(result: EmbedResult) -> dict:
     return {"out": str(result.out), "certificate": str(result.out / CERT_NAME),
             "subjects": result.subjects, "dataset_digest": result.dataset_digest,
             "final_loss": result.losses[-1] if result.losses else None,
-            "steps": len(result.losses), "selfcheck": result.selfcheck,
+            "steps": len(result.losses), "precision": result.precision, "selfcheck": result.selfcheck,
             "seconds": {k: round(v, 1) for k, v in result.seconds.items()}}
 
 
