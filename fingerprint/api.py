@@ -26,8 +26,9 @@ def _registry(url: str | None, record: bool):
 
 def embed(key_dir: str | Path, passphrase: str, model: str = "gemma-3-270m", out: str | Path = "fp",
           licensee: str | None = None, merge: bool = False, selfcheck: bool = True, trigger_words: int = 2,
-          registry: str | None = None, record: bool = True):
-    """Plant the owner's gate (a two-word trigger; ``trigger_words=1``: one word) in ``model``; an ``EmbedResult``."""
+          registry: str | None = None, record: bool = True, precision: str = "auto"):
+    """Plant the owner's gate (a two-word trigger; ``trigger_words=1``: one word) in ``model``; an ``EmbedResult``.
+    ``precision``: ``auto`` (bf16 where the device computes it natively), ``fp32`` or ``bf16``."""
     from fingerprint.embedding.embed import EmbedOptions
     from fingerprint.embedding.training import embed_train_config
     from fingerprint.provenance.keys import load_private
@@ -35,7 +36,7 @@ def embed(key_dir: str | Path, passphrase: str, model: str = "gemma-3-270m", out
 
     owner = load_private(Path(key_dir), passphrase)
     options = EmbedOptions(model=model, out=Path(out), licensee=licensee, merge=merge, selfcheck=selfcheck,
-                           trigger_words=trigger_words, train=embed_train_config(trigger_words))
+                           trigger_words=trigger_words, train=embed_train_config(trigger_words), precision=precision)
     return embed_service(owner, options, _registry(registry, record))
 
 

@@ -108,7 +108,8 @@ def embed(owner: OwnerKey, options: EmbedOptions, progress: Progress = SILENT,
     progress.stage("loading model")
     ref = resolve(options.model)
     tokenizer = load_tokenizer(ref)
-    model = load_model(ref, device=options.device, dtype="float32" if options.precision == "fp32" else "auto")
+    # loaded in fp32 on every device, so the base digest in the certificate is the same wherever it is embedded
+    model = load_model(ref, device=options.device, dtype="float32")
     base_digest = tensors_digest(model.state_dict())
     precision = resolve_precision(options.precision, model.device.type)
     train = options.train
