@@ -57,7 +57,20 @@ def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown CPU")
     threads = os.environ.get("OMP_NUM_THREADS")
-    return f"{os.cpu_count()} cores ({cpu}), torch threads {f'{threads} (OMP_NUM_THREADS)' if threads else 'default'}"
+    return (f"{os.cpu_count()} cores ({cpu}; {vector_units()}), torch threads "
+            f"{f'{threads} (OMP_NUM_THREADS)' if threads else 'default'}")
+
+
+def vector_units() -> str:
+    """The widest vector arithmetic the CPU lists: what CPU training speed (and ``--precision auto``) hangs on."""
+    from fingerprint.core.precision import cpu_flags
+
+    flags = cpu_flags()
+    for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"), ("avx512f", "AVX-512 without BF16"),
+                       ("avx2", "AVX2, no AVX-512")):
+        if flag in flags:
+            return name
+    return "no AVX2"
 
 
 def write_measures(section: str, title: str, command: str, rows: list[tuple[str, str]]) -> str:
