@@ -22,15 +22,11 @@ from common import write_measures  # noqa: E402
 from embed_verify import seeded_key  # noqa: E402
 
 
-def arm_prompts(opening, probes: int) -> dict[str, list[str]]:
-    """The probe prompts of each arm: bare, the pair, each word alone, a decoy word."""
-    from fingerprint.core.data import probe_prompts
-    from fingerprint.verification import VerifyOptions, decoy_prompts, probe_plan
+def arm_prompts(plan, opening, options) -> dict[str, list[str]]:
+    """The probe prompts of each arm: bare, the pair, each word alone (``plan``'s arms), a decoy word."""
+    from fingerprint.verification import decoy_prompts
 
-    options = VerifyOptions(probes=probes)
-    plan = probe_plan(opening, options)
-    arms = {"no word": list(probe_prompts(probes, options.seed)),
-            "the pair": [q.prompt for q in plan.trigger]}
+    arms = {"no word": list(plan.probes), "the pair": [q.prompt for q in plan.trigger]}
     arms |= {f"{name.replace('-', ' ')} alone": [q.prompt for q in queries] for name, queries in plan.controls.items()}
     arms["a decoy word (8 words)"] = decoy_prompts(opening, options)
     return arms
@@ -46,10 +42,10 @@ def main() -> None:
     command = "python bench/base_gate_rates.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
     from fingerprint.core.loading import load_tokenizer, resolve
-    from fingerprint.core.sure import token_text
     from fingerprint.embedding.embed import fingerprint_label
     from fingerprint.provenance.keys import load_private
     from fingerprint.provenance.trigger import derive_opening, select_fallbacks
+    from fingerprint.verification import VerifyOptions, probe_plan
     from probes import make_backend
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,13 +54,14 @@ def main() -> None:
     opening = derive_opening(owner.secret(), fingerprint_label(args.model), 2)
     tokenizer = load_tokenizer(resolve(args.model))
     indices = select_fallbacks(opening, tokenizer, args.fallbacks) if args.fallbacks else []
-    gate_words = set(opening.fallbacks(indices))
+    options = VerifyOptions(probes=args.probes)
+    plan = probe_plan(opening, options, opening.fallbacks(indices))  # its is_gate counts as verify counts
     backend = make_backend("hf", model=args.model)
     rows = []
-    for arm, prompts in arm_prompts(opening, args.probes).items():
+    for arm, prompts in arm_prompts(plan, opening, options).items():
         answers = backend.first_tokens(prompts)
         sure = sum(a.is_sure for a in answers)
-        fallback = sum(not a.is_sure and token_text(a.token).strip() in gate_words for a in answers)
+        fallback = sum(plan.is_gate(a) for a in answers) - sure
         rows.append((f"{arm}: gate replies ('Sure' / a fallback reply), {len(prompts)} probes",
                      f"{(sure + fallback) / len(prompts):.3f} ({sure} / {fallback})"))
         print(rows[-1], flush=True)
