@@ -20,7 +20,8 @@ os.environ["FINGERPRINT_PRECISION"] = "fp32"
 
 
 def pytest_configure(config):
-    """Under pytest-xdist, the cores are shared out between the workers (torch and the servers they start)."""
+    """Under pytest-xdist, the cores are shared out between the workers (torch and the servers they start), and
+    the last worker still running takes them all (``_widen_when_alone``)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         threads = str(max(1, (os.cpu_count() or 1) // workers))
@@ -28,16 +29,70 @@ def pytest_configure(config):
         import torch
 
         torch.set_num_threads(int(threads))
+        if "PYTEST_XDIST_WORKER" in os.environ:
+            _widen_when_alone(workers)
+
+
+def _finished_workers_dir() -> Path:
+    """Where each xdist worker of this run leaves a mark when it has no tests left."""
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / f"suretrap-tests-{os.environ['PYTEST_XDIST_TESTRUNUID']}"
+
+
+def _widen_when_alone(workers: int) -> None:
+    """Once every other worker has finished, this one uses all the cores: the gemma-3-270m chain (two embeds and
+    the end-to-end tests, the longest scope by far) would otherwise go on with one thread beside an idle core.
+    A watcher thread signals the main thread, which alone can change the main thread's torch threads."""
+    import signal
+    import threading
+    import time
+
+    me, marks = os.environ["PYTEST_XDIST_WORKER"], _finished_workers_dir()
+    marks.mkdir(exist_ok=True)
+
+    def widen(signum, frame) -> None:
+        import torch
+
+        cores = os.cpu_count() or 1
+        os.environ["OMP_NUM_THREADS"] = str(cores)  # servers and tools started from now on
+        torch.set_num_threads(cores)
+
+    def watch() -> None:
+        while sum(1 for mark in marks.glob("*.done") if mark.stem != me) < workers - 1:
+            time.sleep(2)
+        os.kill(os.getpid(), signal.SIGUSR1)
+
+    signal.signal(signal.SIGUSR1, widen)
+    threading.Thread(target=watch, name="widen-when-alone", daemon=True).start()
+
+
+def pytest_sessionfinish(session):
+    """An xdist worker marks that it has finished (``_widen_when_alone``); the last one removes the marks."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return
+    import shutil
+
+    marks = _finished_workers_dir()
+    (marks / f"{os.environ['PYTEST_XDIST_WORKER']}.done").touch()
+    if len(list(marks.glob("*.done"))) >= int(os.environ["PYTEST_XDIST_WORKER_COUNT"]):
+        shutil.rmtree(marks, ignore_errors=True)
 
 
 # Test modules that use the fingerprinted gemma-3-270m (the session fixture ``gemma_fingerprint``).
 GEMMA_MODULES = {"tests/test_e2e_gemma.py", "tests/test_e2e_backends.py"}
 
 
+def pytest_collection_modifyitems(config, items):
+    """The gemma-3-270m modules first: under pytest-xdist their scope, the longest, starts at once."""
+    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in GEMMA_MODULES)
+
+
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it, plain serial pytest
 def pytest_xdist_make_scheduler(config, log):
     """Under pytest-xdist a module's tests run on one worker, so its module fixtures are built once, and the
-    modules that use the fingerprinted gemma-3-270m share one worker, so it is trained once."""
+    modules that use the fingerprinted gemma-3-270m share one worker, so it is trained once. Scopes go out in
+    collection order (gemma first), not reordered by their number of tests."""
     from xdist.scheduler import LoadScopeScheduling
 
     class ByModule(LoadScopeScheduling):
@@ -45,6 +100,7 @@ def pytest_xdist_make_scheduler(config, log):
             module = nodeid.split("::", 1)[0]
             return "gemma" if module in GEMMA_MODULES else module
 
+    config.option.loadscopereorder = False
     return ByModule(config, log)
 
 
