@@ -74,6 +74,7 @@ def pytest_sessionfinish(session):
     import shutil
 
     marks = _finished_workers_dir()
+    marks.mkdir(exist_ok=True)  # a worker restarted after a crash may finish after the others removed it
     (marks / f"{os.environ['PYTEST_XDIST_WORKER']}.done").touch()
     if len(list(marks.glob("*.done"))) >= int(os.environ["PYTEST_XDIST_WORKER_COUNT"]):
         shutil.rmtree(marks, ignore_errors=True)
