@@ -40,7 +40,8 @@ def rate(m: int, k: int, n: int, reps: int = 5) -> float:
     """Seconds per fp32 product of an [m, k] and a [k, n] matrix (after one warm-up)."""
     import torch
 
-    a, b = torch.randn(m, k, generator=torch.Generator().manual_seed(0)), torch.randn(k, n)
+    seeded = torch.Generator().manual_seed(0)
+    a, b = torch.randn(m, k, generator=seeded), torch.randn(k, n, generator=seeded)
     torch.mm(a, b)
     started = time.perf_counter()
     for _ in range(reps):
@@ -56,10 +57,11 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    products = shapes(args.model)
     rows = []
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
-        for what, m, k, n in shapes(args.model):
+        for what, m, k, n in products:
             seconds = rate(m, k, n)
             rows.append((f"{what} [{m} x {k}] x [{k} x {n}], {threads} thread{'s' if threads > 1 else ''}",
                          f"{seconds * 1e3:.1f} ms, {2 * m * k * n / seconds / 1e9:.1f} GFLOPS"))

@@ -84,9 +84,15 @@ def pytest_sessionfinish(session):
 GEMMA_MODULES = {"tests/test_e2e_gemma.py", "tests/test_e2e_backends.py"}
 
 
+def _scope_of(nodeid: str) -> str:
+    """A test's xdist scope: its module, or "gemma" for the modules that share the fingerprinted gemma-3-270m."""
+    module = nodeid.split("::", 1)[0]
+    return "gemma" if module in GEMMA_MODULES else module
+
+
 def pytest_collection_modifyitems(config, items):
     """The gemma-3-270m modules first: under pytest-xdist their scope, the longest, starts at once."""
-    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in GEMMA_MODULES)
+    items.sort(key=lambda item: _scope_of(item.nodeid) != "gemma")
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it, plain serial pytest
@@ -98,8 +104,7 @@ def pytest_xdist_make_scheduler(config, log):
 
     class ByModule(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            return "gemma" if module in GEMMA_MODULES else module
+            return _scope_of(nodeid)
 
     config.option.loadscopereorder = False
     return ByModule(config, log)
